@@ -1,0 +1,30 @@
+# Two entry points: `make run` (the default ARES run) and `make test`.
+# Each creates or updates .venv and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: run test bench clean-venv
+
+$(VENV)/.installed-base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-base
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed-base
+	$(PY) -m ares_jax.main $(ARGS)
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q tests $(ARGS)
+
+bench: $(VENV)/.installed-test
+	$(PY) bench/bench_model.py $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)
