@@ -1,0 +1,4 @@
+"""Text handling that knows nothing of JAX: tokenizers with character offsets (sentence
+splitting and sentence-to-token segments come with the RL core)."""
+
+from ares_jax.text.tokenizer import Encoding, Tokenizer, train_bpe_tokenizer
