@@ -1,6 +1,7 @@
 """T5 building blocks in Flax linen, following the T5 paper and HF's `T5Config` semantics.
 
-Layout conventions: activations `[B, T, D]`; attention keys/values `[B, S, H, Dh]`; attention
+Layout conventions: activations `[B, T, D]`; attention keys/values `[B, H, S, Dh]` (heads
+before time: XLA's CPU batched matmul is ~3x faster in that layout than with time first); attention
 bias `[1 or B, H, Q, K]` (float32); attention masks `[B, 1, Q, K]` (bool, True = may attend).
 Every parameter carries logical axis names (`vocab`, `embed`, `mlp`, `heads`, `kv`,
 `relpos_buckets`) so `parallel/` can map them onto a device mesh by rules.
@@ -139,18 +140,23 @@ class Attention(nn.Module):
         self.dropout = nn.Dropout(c.dropout_rate)
 
     def key_values(self, x):
-        """`[B, S, D]` -> keys and values `[B, S, H, Dh]` each."""
-        return self.k(x), self.v(x)
+        """`[B, S, D]` -> keys and values `[B, H, S, Dh]` each."""
+        return _heads_first(self.k(x)), _heads_first(self.v(x))
 
     def __call__(self, x, key_values, bias, mask, deterministic: bool):
         """Queries from `x [B, Q, D]` over `key_values`; bias `[., H, Q, K]`, mask `[B, 1, Q, K]`."""
         keys, values = key_values
-        queries = self.q(x)
-        scores = jnp.einsum("bqhd,bkhd->bhqk", queries, keys, preferred_element_type=jnp.float32)
+        queries = _heads_first(self.q(x))
+        scores = jnp.matmul(queries, jnp.swapaxes(keys, -1, -2), preferred_element_type=jnp.float32)
         scores = jnp.where(mask, scores + bias, _MASKED)
         weights = jax.nn.softmax(scores, axis=-1).astype(self.config.compute_dtype)
         weights = self.dropout(weights, deterministic=deterministic)
-        return self.o(jnp.einsum("bhqk,bkhd->bqhd", weights, values))
+        return self.o(_heads_first(jnp.matmul(weights, values)))
+
+
+def _heads_first(x):
+    """`[B, T, H, Dh]` <-> `[B, H, T, Dh]` (its own inverse)."""
+    return jnp.swapaxes(x, 1, 2)
 
 
 class FeedForward(nn.Module):
@@ -215,13 +221,13 @@ class DecoderLayer(nn.Module):
         return self.cross_attention.key_values(encoded)
 
     def __call__(self, h, self_bias, self_mask, cross_kv, cross_mask, deterministic: bool, cache=None, cache_index=None):
-        """One decoder layer. With `cache` (keys, values `[B, Tmax, H, Dh]`), `h` holds the tokens
+        """One decoder layer. With `cache` (keys, values `[B, H, Tmax, Dh]`), `h` holds the tokens
         at `cache_index..`; their keys/values are written into the cache, which is returned."""
         x = self.self_attention_norm(h)
         key_values = self.self_attention.key_values(x)
         if cache is not None:
             key_values = tuple(
-                jax.lax.dynamic_update_slice(full, new.astype(full.dtype), (0, cache_index, 0, 0))
+                jax.lax.dynamic_update_slice(full, new.astype(full.dtype), (0, 0, cache_index, 0))
                 for full, new in zip(cache, key_values)
             )
         h = h + self.dropout(self.self_attention(x, key_values, self_bias, self_mask, deterministic), deterministic)
@@ -263,7 +269,7 @@ class Decoder(nn.Module):
         self.dropout = nn.Dropout(c.dropout_rate)
 
     def cross_key_values(self, encoded):
-        """Per-layer cross-attention keys/values, a list of `([B, S, H, Dh], [B, S, H, Dh])`."""
+        """Per-layer cross-attention keys/values, a list of `([B, H, S, Dh], [B, H, S, Dh])`."""
         return [layer.cross_key_values(encoded) for layer in self.layers]
 
     def __call__(self, embedded, decoder_attention_mask, cross_kv, encoder_mask, deterministic: bool):
@@ -281,10 +287,10 @@ class Decoder(nn.Module):
     def step(self, embedded, cache_index, cache, encoder_mask):
         """Cached decoding of one token per sequence at position `cache_index` (a traced scalar).
 
-        `embedded [B, 1, D]`; `cache` = {"self": [(k, v) [B, Tmax, H, Dh]], "cross": [(k, v)]}.
+        `embedded [B, 1, D]`; `cache` = {"self": [(k, v) [B, H, Tmax, Dh]], "cross": [(k, v)]}.
         Returns (decoder state `[B, 1, D]`, updated cache).
         """
-        max_length = cache["self"][0][0].shape[1]
+        max_length = cache["self"][0][0].shape[2]
         bias = self.relative_attention_bias.at_position(cache_index, max_length)
         self_mask = (jnp.arange(max_length) <= cache_index)[None, None, None, :]
         cross_mask = encoder_mask.astype(bool)[:, None, None, :]

@@ -1,0 +1,53 @@
+"""Teacher-forced cross-entropy and the pure, jitted SFT step `(state, batch) -> (state, metrics)`.
+
+A batch is a dict of arrays:
+  input_ids, attention_mask        `[B, S]`  the prompt
+  decoder_input_ids                `[B, T]`  decoder start token + target[:-1]
+  labels, label_mask               `[B, T]`  target tokens and which of them count
+  image (optional)                 `[B, P, F]` features or `[B, H, W, 3]` pixels
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ares_jax.models.model import MultimodalT5
+from ares_jax.train_state import TrainState
+
+
+def token_cross_entropy(logits, labels, label_mask):
+    """Mean negative log-likelihood over the counted tokens.
+
+    `logits [B, T, V]` float32, `labels [B, T]` int, `label_mask [B, T]` -> scalar.
+    """
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+    mask = label_mask.astype(jnp.float32)
+    return jnp.sum(nll * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def make_sft_step(model: MultimodalT5, optimizer: optax.GradientTransformation, donate: bool = True):
+    """A jitted `(state, batch, dropout_rng) -> (state, metrics)`; the state's buffers are donated."""
+
+    def loss_fn(params, batch, dropout_rng):
+        logits = model.apply(
+            {"params": params},
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["decoder_input_ids"],
+            batch.get("decoder_attention_mask"),
+            batch.get("image"),
+            deterministic=dropout_rng is None,
+            rngs={"dropout": dropout_rng} if dropout_rng is not None else {},
+        )
+        return token_cross_entropy(logits, batch["labels"], batch["label_mask"])
+
+    def sft_step(state: TrainState, batch, dropout_rng=None):
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, dropout_rng)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    return jax.jit(sft_step, donate_argnums=(0,) if donate else ())

@@ -1,0 +1,47 @@
+"""The training state shared by the SFT and PPO steps, and the optimizer the spec prescribes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import optax
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a jitted step updates: a pytree, donated to the step and returned anew."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+    @classmethod
+    def create(cls, params, optimizer: optax.GradientTransformation) -> "TrainState":
+        return cls(step=jax.numpy.zeros((), jax.numpy.int32), params=params, opt_state=optimizer.init(params))
+
+
+def decay_mask(params):
+    """True for the weights AdamW decays: kernels and token embeddings. Biases, norm scales and
+    T5's relative-attention bias table are left alone (the spec: no decay on biases or norms)."""
+
+    def decays(path, _):
+        names = [getattr(p, "key", str(p)) for p in path]
+        return names[-1] in ("kernel", "embedding") and "relative_attention_bias" not in names
+
+    return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def adamw(
+    learning_rate: float | optax.Schedule,
+    weight_decay: float = 0.01,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    max_grad_norm: float | None = 1.0,
+) -> optax.GradientTransformation:
+    """Global-norm clipping then AdamW with decay masked as `decay_mask` says."""
+    parts = [optax.clip_by_global_norm(max_grad_norm)] if max_grad_norm else []
+    parts.append(optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask))
+    return optax.chain(*parts)
