@@ -14,7 +14,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ares_jax.main", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=300, help="SFT steps of the end-to-end check")
+    parser.add_argument("--steps", type=int, default=800, help="SFT steps of the end-to-end check")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.steps <= 0:

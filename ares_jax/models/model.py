@@ -132,9 +132,10 @@ class MultimodalT5(nn.Module):
         keys/values of `encoded [B, S, D]`, computed once."""
         c = self.config
         batch = encoded.shape[0]
-        empty = jnp.zeros((batch, c.num_heads, max_length, c.d_kv), c.compute_dtype)
+        keys = jnp.zeros((batch, c.num_heads, c.d_kv, max_length), c.compute_dtype)
+        values = jnp.zeros((batch, c.num_heads, max_length, c.d_kv), c.compute_dtype)
         return {
-            "self": [(empty, empty) for _ in range(c.num_decoder_layers)],
+            "self": [(keys, values) for _ in range(c.num_decoder_layers)],
             "cross": self.decoder.cross_key_values(encoded),
         }
 

@@ -1,7 +1,9 @@
 """T5 building blocks in Flax linen, following the T5 paper and HF's `T5Config` semantics.
 
-Layout conventions: activations `[B, T, D]`; attention keys/values `[B, H, S, Dh]` (heads
-before time: XLA's CPU batched matmul is ~3x faster in that layout than with time first); attention
+Layout conventions: activations `[B, T, D]`; attention keys `[B, H, Dh, S]` and values
+`[B, H, S, Dh]`, so both attention products are plain batched matmuls with no transpose inside the
+decoding loop (XLA's CPU batched matmul is ~3x slower with time before heads, and transposing a
+cache every step costs more than the step's matmuls); attention
 bias `[1 or B, H, Q, K]` (float32); attention masks `[B, 1, Q, K]` (bool, True = may attend).
 Every parameter carries logical axis names (`vocab`, `embed`, `mlp`, `heads`, `kv`,
 `relpos_buckets`) so `parallel/` can map them onto a device mesh by rules.
@@ -95,8 +97,9 @@ class RelativePositionBias(nn.Module):
     def __call__(self, query_length: int, key_length: int):
         """Bias for queries at 0..Q-1 and keys at 0..K-1 -> `[1, H, Q, K]` float32."""
         relative = np.arange(key_length)[None, :] - np.arange(query_length)[:, None]
-        values = jnp.take(self.embedding, jnp.asarray(self._buckets(relative)), axis=0)  # [Q, K, H]
-        return jnp.transpose(values, (2, 0, 1))[None]
+        # Gathering from the [H, buckets] table gives [H, Q, K] with no transpose, whose gradient
+        # (a sum over the batch then a transpose) XLA's CPU backend fuses into a very slow loop.
+        return jnp.take(self.embedding.T, jnp.asarray(self._buckets(relative)), axis=1)[None]
 
     def at_position(self, query_position, key_length: int):
         """Bias for one (traced) causal query position over keys 0..K-1 -> `[1, H, 1, K]`.
@@ -106,8 +109,31 @@ class RelativePositionBias(nn.Module):
         """
         table = jnp.asarray(self._buckets(-np.arange(key_length)))  # bucket of distance d = q - k
         distance = jnp.clip(query_position - jnp.arange(key_length), 0, key_length - 1)
-        values = jnp.take(self.embedding, jnp.take(table, distance), axis=0)  # [K, H]
-        return jnp.transpose(values)[None, :, None, :]
+        return jnp.take(self.embedding.T, jnp.take(table, distance), axis=1)[None, :, None, :]
+
+
+@jax.custom_vjp
+def add_broadcast_bias(scores, bias):
+    """`scores [B, H, Q, K] + bias [1, H, Q, K]`.
+
+    The gradient of `bias` is a sum over the batch. XLA's CPU backend emits that reduction ~20x
+    slower than the same sum written as a `ones[1, B] @ grad[B, H*Q*K]` product, so the backward
+    pass is written that way; the values are the same.
+    """
+    return scores + bias
+
+
+def _add_broadcast_bias_fwd(scores, bias):
+    return scores + bias, None
+
+
+def _add_broadcast_bias_bwd(_, grad):
+    batch = grad.shape[0]
+    bias_grad = jnp.matmul(jnp.ones((1, batch), grad.dtype), grad.reshape(batch, -1))
+    return grad, bias_grad.reshape((1,) + grad.shape[1:])
+
+
+add_broadcast_bias.defvjp(_add_broadcast_bias_fwd, _add_broadcast_bias_bwd)
 
 
 class Attention(nn.Module):
@@ -140,15 +166,17 @@ class Attention(nn.Module):
         self.dropout = nn.Dropout(c.dropout_rate)
 
     def key_values(self, x):
-        """`[B, S, D]` -> keys and values `[B, H, S, Dh]` each."""
-        return _heads_first(self.k(x)), _heads_first(self.v(x))
+        """`[B, S, D]` -> keys `[B, H, Dh, S]`, values `[B, H, S, Dh]`."""
+        return jnp.transpose(self.k(x), (0, 2, 3, 1)), _heads_first(self.v(x))
 
     def __call__(self, x, key_values, bias, mask, deterministic: bool):
-        """Queries from `x [B, Q, D]` over `key_values`; bias `[., H, Q, K]`, mask `[B, 1, Q, K]`."""
+        """Queries from `x [B, Q, D]` over `key_values`; bias `[1, H, Q, K]` or None, mask `[B, 1, Q, K]`."""
         keys, values = key_values
         queries = _heads_first(self.q(x))
-        scores = jnp.matmul(queries, jnp.swapaxes(keys, -1, -2), preferred_element_type=jnp.float32)
-        scores = jnp.where(mask, scores + bias, _MASKED)
+        scores = jnp.matmul(queries, keys, preferred_element_type=jnp.float32)
+        if bias is not None:
+            scores = add_broadcast_bias(scores, bias)
+        scores = jnp.where(mask, scores, _MASKED)
         weights = jax.nn.softmax(scores, axis=-1).astype(self.config.compute_dtype)
         weights = self.dropout(weights, deterministic=deterministic)
         return self.o(_heads_first(jnp.matmul(weights, values)))
@@ -221,18 +249,20 @@ class DecoderLayer(nn.Module):
         return self.cross_attention.key_values(encoded)
 
     def __call__(self, h, self_bias, self_mask, cross_kv, cross_mask, deterministic: bool, cache=None, cache_index=None):
-        """One decoder layer. With `cache` (keys, values `[B, H, Tmax, Dh]`), `h` holds the tokens
-        at `cache_index..`; their keys/values are written into the cache, which is returned."""
+        """One decoder layer. With `cache` (keys `[B, H, Dh, Tmax]`, values `[B, H, Tmax, Dh]`), `h`
+        holds the tokens at `cache_index..`; their keys/values are written into the cache, which is
+        returned."""
         x = self.self_attention_norm(h)
         key_values = self.self_attention.key_values(x)
         if cache is not None:
-            key_values = tuple(
-                jax.lax.dynamic_update_slice(full, new.astype(full.dtype), (0, 0, cache_index, 0))
-                for full, new in zip(cache, key_values)
+            (cached_keys, cached_values), (keys, values) = cache, key_values
+            key_values = (
+                jax.lax.dynamic_update_slice(cached_keys, keys.astype(cached_keys.dtype), (0, 0, 0, cache_index)),
+                jax.lax.dynamic_update_slice(cached_values, values.astype(cached_values.dtype), (0, 0, cache_index, 0)),
             )
         h = h + self.dropout(self.self_attention(x, key_values, self_bias, self_mask, deterministic), deterministic)
         x = self.cross_attention_norm(h)
-        h = h + self.dropout(self.cross_attention(x, cross_kv, 0.0, cross_mask, deterministic), deterministic)
+        h = h + self.dropout(self.cross_attention(x, cross_kv, None, cross_mask, deterministic), deterministic)
         h = h + self.dropout(self.ffn(self.ffn_norm(h), deterministic), deterministic)
         return h, (key_values if cache is not None else None)
 
@@ -269,7 +299,7 @@ class Decoder(nn.Module):
         self.dropout = nn.Dropout(c.dropout_rate)
 
     def cross_key_values(self, encoded):
-        """Per-layer cross-attention keys/values, a list of `([B, H, S, Dh], [B, H, S, Dh])`."""
+        """Per-layer cross-attention keys/values, a list of `([B, H, Dh, S], [B, H, S, Dh])`."""
         return [layer.cross_key_values(encoded) for layer in self.layers]
 
     def __call__(self, embedded, decoder_attention_mask, cross_kv, encoder_mask, deterministic: bool):
@@ -287,10 +317,11 @@ class Decoder(nn.Module):
     def step(self, embedded, cache_index, cache, encoder_mask):
         """Cached decoding of one token per sequence at position `cache_index` (a traced scalar).
 
-        `embedded [B, 1, D]`; `cache` = {"self": [(k, v) [B, H, Tmax, Dh]], "cross": [(k, v)]}.
+        `embedded [B, 1, D]`; `cache` = {"self": [(keys [B, H, Dh, Tmax], values [B, H, Tmax, Dh])],
+        "cross": [(keys, values)]}.
         Returns (decoder state `[B, 1, D]`, updated cache).
         """
-        max_length = cache["self"][0][0].shape[2]
+        max_length = cache["self"][0][1].shape[2]
         bias = self.relative_attention_bias.at_position(cache_index, max_length)
         self_mask = (jnp.arange(max_length) <= cache_index)[None, None, None, :]
         cross_mask = encoder_mask.astype(bool)[:, None, None, :]
