@@ -47,7 +47,7 @@ def make_sft_step(model: MultimodalT5, optimizer: optax.GradientTransformation, 
         loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, dropout_rng)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return jax.jit(sft_step, donate_argnums=(0,) if donate else ())
