@@ -1,0 +1,155 @@
+"""token_rewards, gae, whiten and ppo_loss against numpy loops and a hand-worked example."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ares_jax.rl import gae, ppo_loss, token_rewards, whiten
+
+
+def random_batch(seed=0, batch=5, length=9, sentences=4):
+    r = np.random.default_rng(seed)
+    lengths = r.integers(1, length + 1, size=batch)
+    lengths[0] = length
+    mask = (np.arange(length)[None] < lengths[:, None]).astype(np.float32)
+    segments = np.full((batch, length), -1, np.int32)
+    for b, n in enumerate(lengths):
+        cuts = np.sort(r.choice(np.arange(1, n + 1), size=min(sentences, n), replace=False))
+        cuts[-1] = n
+        start = 0
+        for s, end in enumerate(cuts):
+            segments[b, start:end] = s
+            start = end
+    return dict(
+        logprobs=r.normal(size=(batch, length)).astype(np.float32) - 2,
+        ref_logprobs=r.normal(size=(batch, length)).astype(np.float32) - 2,
+        values=r.normal(size=(batch, length)).astype(np.float32),
+        segment_scores=np.round(r.random((batch, sentences)), 1).astype(np.float32),
+        mask=mask,
+        segment_ids=segments,
+    )
+
+
+def numpy_token_rewards(logprobs, ref_logprobs, mask, segment_ids, segment_scores, kl_coef, neutral_score):
+    out = np.zeros_like(logprobs)
+    for b in range(logprobs.shape[0]):
+        for t in range(logprobs.shape[1]):
+            if not mask[b, t]:
+                continue
+            out[b, t] = -kl_coef * (logprobs[b, t] - ref_logprobs[b, t])
+            s = segment_ids[b, t]
+            last = t + 1 == logprobs.shape[1] or segment_ids[b, t + 1] != s
+            if last:
+                out[b, t] += segment_scores[b, s] - neutral_score
+    return out
+
+
+def numpy_gae(rewards, values, mask, gamma, lam):
+    advantages = np.zeros_like(rewards)
+    for b in range(rewards.shape[0]):
+        n = int(mask[b].sum())
+        next_advantage = 0.0
+        for t in reversed(range(n)):
+            next_value = values[b, t + 1] if t + 1 < n else 0.0
+            delta = rewards[b, t] + gamma * next_value - values[b, t]
+            next_advantage = delta + gamma * lam * next_advantage
+            advantages[b, t] = next_advantage
+    return advantages, (advantages + values) * mask
+
+
+def test_token_rewards_match_numpy():
+    batch = random_batch()
+    kw = {k: batch[k] for k in ("logprobs", "ref_logprobs", "mask", "segment_ids", "segment_scores")}
+    got = token_rewards(**kw, kl_coef=0.05, neutral_score=0.5)
+    np.testing.assert_allclose(np.asarray(got), numpy_token_rewards(**kw, kl_coef=0.05, neutral_score=0.5), atol=1e-6)
+
+
+@pytest.mark.parametrize("gamma,lam", [(1.0, 0.95), (0.9, 0.5)])
+def test_gae_matches_numpy(gamma, lam):
+    batch = random_batch(seed=1)
+    rewards = np.random.default_rng(2).normal(size=batch["mask"].shape).astype(np.float32) * batch["mask"]
+    advantages, returns = gae(rewards=rewards, values=batch["values"], mask=batch["mask"], gamma=gamma, lam=lam)
+    expected_adv, expected_ret = numpy_gae(rewards, batch["values"], batch["mask"], gamma, lam)
+    np.testing.assert_allclose(np.asarray(advantages), expected_adv, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(returns), expected_ret, atol=1e-5)
+
+
+def test_whiten_uses_only_masked_entries():
+    batch = random_batch(seed=3)
+    x = batch["values"] + 100 * (1 - batch["mask"])  # padding holds junk that must not count
+    got = np.asarray(whiten(x, batch["mask"]))
+    valid = batch["mask"].astype(bool)
+    expected = (x[valid] - x[valid].mean()) / np.sqrt(x[valid].var() + 1e-8)
+    np.testing.assert_allclose(got[valid], expected, atol=1e-5)
+    assert (got[~valid] == 0).all()
+
+
+def test_ppo_loss_matches_numpy():
+    batch = random_batch(seed=4)
+    r = np.random.default_rng(5)
+    old = batch["logprobs"] + r.normal(scale=0.3, size=batch["mask"].shape).astype(np.float32)
+    advantages = r.normal(size=batch["mask"].shape).astype(np.float32)
+    returns = r.normal(size=batch["mask"].shape).astype(np.float32)
+    loss, metrics = ppo_loss(
+        logprobs=batch["logprobs"], old_logprobs=old, values=batch["values"], returns=returns,
+        advantages=advantages, mask=batch["mask"], clip_range=0.2, vf_coef=0.7,
+    )
+    m = batch["mask"]
+    n = m.sum()
+    ratio = np.exp((batch["logprobs"] - old) * m)
+    policy = (np.maximum(-advantages * ratio, -advantages * np.clip(ratio, 0.8, 1.2)) * m).sum() / n
+    value = (((batch["values"] - returns) ** 2) * m).sum() / n
+    np.testing.assert_allclose(float(metrics["policy_loss"]), policy, rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["value_loss"]), value, rtol=1e-5)
+    np.testing.assert_allclose(float(loss), policy + 0.7 * value, rtol=1e-5)
+
+
+def test_hand_worked_example():
+    # One rationale, two sentences (tokens 0-1 and 2), one padding token.
+    mask = np.array([[1, 1, 1, 0]], np.float32)
+    rewards = token_rewards(
+        logprobs=np.array([[-1.0, -2.0, -1.0, 0.0]]), ref_logprobs=np.array([[-1.5, -2.0, -0.5, 0.0]]),
+        mask=mask, segment_ids=np.array([[0, 0, 1, -1]]), segment_scores=np.array([[1.0, 0.2]]),
+        kl_coef=0.1, neutral_score=0.5,
+    )
+    # KL terms -0.05, 0, +0.05; sentence 0 pays 1.0 - 0.5 at token 1, sentence 1 pays 0.2 - 0.5 at token 2.
+    np.testing.assert_allclose(np.asarray(rewards), [[-0.05, 0.5, -0.25, 0.0]], atol=1e-6)
+    advantages, returns = gae(rewards=rewards, values=np.array([[0.1, 0.2, 0.3, 9.9]]), mask=mask, gamma=1.0, lam=0.5)
+    # t2: -0.25 - 0.3 = -0.55; t1: 0.5 + 0.3 - 0.2 + 0.5 * -0.55 = 0.325; t0: -0.05 + 0.2 - 0.1 + 0.5 * 0.325
+    np.testing.assert_allclose(np.asarray(advantages), [[0.2125, 0.325, -0.55, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(returns), [[0.3125, 0.525, -0.25, 0.0]], atol=1e-6)
+
+    loss, metrics = ppo_loss(
+        logprobs=np.array([[0.5, 0.0, -0.5, 3.0]]), old_logprobs=np.zeros((1, 4)), values=np.zeros((1, 4)),
+        returns=np.zeros((1, 4)), advantages=np.array([[1.0, -1.0, 1.0, 5.0]]), mask=mask, clip_range=0.2, vf_coef=1.0,
+    )
+    # max(-1 * e^0.5, -1 * 1.2) = -1.2; max(1, 1) = 1; max(-e^-0.5, -0.8) = -e^-0.5
+    expected = (-1.2 + 1.0 - math.exp(-0.5)) / 3
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["clipfrac"]), 1 / 3, rtol=1e-6)
+
+
+def test_keyword_arguments_and_jax_inputs():
+    import jax.numpy as jnp
+
+    batch = random_batch(seed=6)
+    a = token_rewards(**{k: jnp.asarray(v) for k, v in batch.items() if k != "values"}, kl_coef=0.1, neutral_score=0.5)
+    b = token_rewards(**{k: v for k, v in batch.items() if k != "values"}, kl_coef=0.1, neutral_score=0.5)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_sequence_placement_puts_the_mean_score_on_the_last_token():
+    batch = random_batch(seed=7)
+    kw = {k: batch[k] for k in ("logprobs", "ref_logprobs", "mask", "segment_ids", "segment_scores")}
+    got = np.asarray(token_rewards(**kw, kl_coef=0.05, neutral_score=0.5, placement="sequence"))
+    kl_only = numpy_token_rewards(**{**kw, "segment_scores": np.full_like(batch["segment_scores"], 0.5)},
+                                  kl_coef=0.05, neutral_score=0.5)
+    for b in range(got.shape[0]):
+        n = int(batch["mask"][b].sum())
+        sentences = batch["segment_ids"][b, :n].max() + 1
+        expected = kl_only[b].copy()
+        expected[n - 1] += batch["segment_scores"][b, :sentences].mean() - 0.5
+        np.testing.assert_allclose(got[b], expected, atol=1e-6)
+    with pytest.raises(ValueError, match="reward_placement"):
+        token_rewards(**kw, kl_coef=0.05, neutral_score=0.5, placement="token")
