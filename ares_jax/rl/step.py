@@ -1,0 +1,195 @@
+"""The jitted pieces of one PPO round: scoring the sampled responses, turning Teacher scores into
+advantages, and the PPO update `(state, batch) -> (state, metrics)`.
+
+A rollout batch is a dict of arrays:
+  input_ids, attention_mask       `[B, S]`   prompts
+  image (optional)                `[B, P, F]` or `[B, H, W, 3]`
+  tokens, response_mask           `[B, T]`   sampled responses (mask: up to and including EOS)
+  segment_ids                     `[B, T]`   sentence of each response token, -1 on padding
+  segment_scores                  `[B, N]`   the Teacher's sentence scores
+and, once scored, logprobs / ref_logprobs / values `[B, T]`, then advantages / returns `[B, T]`.
+The train state's params are `{"policy": ..., "value": ...}`, updated together by one optimizer;
+the frozen reference policy's params are passed beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ares_jax.models.model import MultimodalT5
+from ares_jax.rl.advantages import gae, token_rewards, whiten
+from ares_jax.rl.loss import ppo_loss
+from ares_jax.train_state import TrainState
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """The method's PPO settings (defaults: the paper's base model)."""
+
+    kl_coef: float = 1e-4
+    neutral_score: float = 0.5
+    reward_placement: str = "sentence"  # "sentence" (ARES) or "sequence" (one score at the last token)
+    gamma: float = 1.0
+    gae_lambda: float = 0.95
+    whiten_advantages: bool = True
+    clip_range: float = 0.2
+    vf_coef: float = 1.0
+    accumulation_steps: int = 1  # micro-batches per optimizer step, accumulated inside the jitted step
+
+    def __post_init__(self):
+        if self.reward_placement not in ("sentence", "sequence"):
+            raise ValueError(f"rl.reward_placement must be 'sentence' or 'sequence', got {self.reward_placement!r}")
+        if not 0 < self.clip_range < 1:
+            raise ValueError(f"rl.clip_range must be in (0, 1), got {self.clip_range}")
+        if self.accumulation_steps < 1:
+            raise ValueError(f"rl.accumulation_steps must be >= 1, got {self.accumulation_steps}")
+
+
+def decoder_inputs(tokens, start_token: int):
+    """Teacher-forcing inputs for responses `[B, T]`: the start token, then tokens[:-1]."""
+    start = jnp.full((tokens.shape[0], 1), start_token, tokens.dtype)
+    return jnp.concatenate([start, tokens[:, :-1]], axis=1)
+
+
+def response_logprobs(model: MultimodalT5, params, batch):
+    """Log-probabilities `[B, T]` of the response tokens under `params` (one forward pass)."""
+    logits = model.apply(
+        {"params": params},
+        batch["input_ids"],
+        batch["attention_mask"],
+        decoder_inputs(batch["tokens"], model.config.decoder_start_token_id),
+        batch["response_mask"],
+        batch.get("image"),
+    )
+    return jnp.take_along_axis(jax.nn.log_softmax(logits), batch["tokens"][..., None], axis=-1)[..., 0]
+
+
+def response_values(value_model: MultimodalT5, params, batch):
+    """The value model's estimate at each response token `[B, T]`."""
+    return value_model.apply(
+        {"params": params},
+        batch["input_ids"],
+        batch["attention_mask"],
+        decoder_inputs(batch["tokens"], value_model.config.decoder_start_token_id),
+        batch["response_mask"],
+        batch.get("image"),
+    )
+
+
+def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5):
+    """One jitted pass: `(params {"policy", "value"}, ref_params, batch) ->
+    {"logprobs", "ref_logprobs", "values"}`, each `[B, T]`, zero on padding."""
+
+    def score(params, ref_params, batch):
+        mask = batch["response_mask"].astype(jnp.float32)
+        return {
+            "logprobs": response_logprobs(policy, params["policy"], batch) * mask,
+            "ref_logprobs": response_logprobs(policy, ref_params, batch) * mask,
+            "values": response_values(value_model, params["value"], batch) * mask,
+        }
+
+    return jax.jit(score)
+
+
+def compute_advantages(batch, config: PPOConfig, kl_coef=None):
+    """Token rewards -> GAE -> (optional) whitening. Returns (advantages, returns, rewards)."""
+    mask = batch["response_mask"]
+    rewards = token_rewards(
+        logprobs=batch["logprobs"],
+        ref_logprobs=batch["ref_logprobs"],
+        mask=mask,
+        segment_ids=batch["segment_ids"],
+        segment_scores=batch["segment_scores"],
+        kl_coef=config.kl_coef if kl_coef is None else kl_coef,
+        neutral_score=config.neutral_score,
+        placement=config.reward_placement,
+    )
+    advantages, returns = gae(
+        rewards=rewards, values=batch["values"], mask=mask, gamma=config.gamma, lam=config.gae_lambda
+    )
+    if config.whiten_advantages:
+        advantages = whiten(advantages, mask)
+    return advantages, returns, rewards
+
+
+def make_ppo_step(
+    policy: MultimodalT5, value_model: MultimodalT5, optimizer: optax.GradientTransformation, config: PPOConfig
+):
+    """A jitted `(state, batch) -> (state, metrics)` over policy and value parameters together.
+
+    The batch (old `logprobs`, `advantages`, `returns` included) is split into
+    `config.accumulation_steps` micro-batches whose gradients are summed by a `lax.scan` before
+    one optimizer update. A batch whose loss or gradients are not finite leaves the state
+    unchanged (`metrics["skipped"] == 1`). The state's buffers are donated.
+    """
+    accumulation = config.accumulation_steps
+
+    def loss_fn(params, micro):
+        mask = micro["response_mask"].astype(jnp.float32)
+        logprobs = response_logprobs(policy, params["policy"], micro)
+        values = response_values(value_model, params["value"], micro)
+        return ppo_loss(
+            logprobs=logprobs,
+            old_logprobs=micro["logprobs"],
+            values=values,
+            returns=micro["returns"],
+            advantages=micro["advantages"],
+            mask=mask,
+            clip_range=config.clip_range,
+            vf_coef=config.vf_coef,
+        )
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def ppo_step(state: TrainState, batch):
+        size = batch["tokens"].shape[0]
+        if size % accumulation:
+            raise ValueError(f"batch of {size} does not split into {accumulation} micro-batches")
+        micro_batches = jax.tree_util.tree_map(
+            lambda x: x.reshape((accumulation, size // accumulation) + x.shape[1:]), batch
+        )
+
+        def accumulate(grads, micro):
+            (loss, metrics), micro_grads = grad_fn(state.params, micro)
+            grads = jax.tree_util.tree_map(jnp.add, grads, micro_grads)
+            return grads, dict(metrics, loss=loss)
+
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+        grads, metrics = jax.lax.scan(accumulate, zeros, micro_batches)
+        grads = jax.tree_util.tree_map(lambda g: g / accumulation, grads)
+        metrics = jax.tree_util.tree_map(jnp.mean, metrics)
+
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        # Keep the old state (bit for bit) when the batch is not finite.
+        keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+        new_state = state.replace(
+            step=state.step + finite.astype(state.step.dtype),
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+        )
+        metrics.update(grad_norm=grad_norm, skipped=(~finite).astype(jnp.int32))
+        return new_state, metrics
+
+    return jax.jit(ppo_step, donate_argnums=(0,))
+
+
+class AdaptiveKLController:
+    """Host-side KL coefficient (Ziegler et al. 2019): moves `value` so that the measured KL to the
+    reference approaches `target`, by at most 20% of the error per `horizon` samples."""
+
+    def __init__(self, init_kl_coef: float, target: float, horizon: int):
+        if target <= 0 or horizon <= 0:
+            raise ValueError(f"rl.kl_target and rl.kl_horizon must be positive, got {target}, {horizon}")
+        self.value, self.target, self.horizon = float(init_kl_coef), float(target), int(horizon)
+
+    def update(self, current_kl: float, n_samples: int) -> float:
+        error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + error * n_samples / self.horizon
+        return self.value
