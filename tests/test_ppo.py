@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from ares_jax.models import MultimodalT5, SamplingConfig, T5Config, generate, init_params
-from ares_jax.rl import AdaptiveKLController, PPOConfig, compute_advantages, make_ppo_step, make_scoring_fn
+from ares_jax.rl import (
+    AdaptiveKLController,
+    PPOConfig,
+    compute_advantages,
+    make_ppo_step,
+    make_scoring_fn,
+    sample_responses,
+)
 from ares_jax.train_state import TrainState, adamw
 
 VOCAB, LENGTH, TARGET = 12, 6, 7
@@ -28,16 +35,14 @@ def fake_teacher(tokens):
     return (tokens == TARGET).any(axis=2).astype(np.float32)
 
 
-def rollout(params, ref_params, scoring, seed, config):
-    ids, mask = prompts(seed)
-    out = generate(POLICY, params["policy"], ids, mask, jax.random.key(seed), SAMPLING)
-    batch = {
-        "input_ids": ids, "attention_mask": mask, "tokens": out.tokens, "response_mask": out.response_mask,
-        "segment_ids": jnp.asarray(SEGMENTS), "segment_scores": jnp.asarray(fake_teacher(out.tokens)),
-    }
+def rollout(params, ref_params, scoring, seed, config, k_samples=4):
+    ids, mask = prompts(seed, batch=16 // k_samples)
+    batch = sample_responses(POLICY, params["policy"], {"input_ids": ids, "attention_mask": mask},
+                             jax.random.key(seed), SAMPLING, k_samples)
+    batch.update(segment_ids=jnp.asarray(SEGMENTS), segment_scores=jnp.asarray(fake_teacher(batch["tokens"])))
     batch.update(scoring(params, ref_params, batch))
     batch["advantages"], batch["returns"], _ = compute_advantages(batch, config)
-    return batch, out
+    return batch, batch.pop("sample_logprobs")
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +60,11 @@ def target_rate(policy_params, seed=1000):
 def test_scoring_pass_agrees_with_the_sampler(setup):
     params, scoring = setup
     config = PPOConfig()
-    batch, out = rollout(params, params["policy"], scoring, seed=0, config=config)
-    np.testing.assert_allclose(np.asarray(batch["logprobs"]), np.asarray(out.logprobs), atol=1e-4)
+    batch, sample_logprobs = rollout(params, params["policy"], scoring, seed=0, config=config)
+    np.testing.assert_allclose(np.asarray(batch["logprobs"]), np.asarray(sample_logprobs), atol=1e-4)
+    # k = 4 samples of each prompt, adjacent: same prompt, (almost surely) different responses.
+    np.testing.assert_array_equal(np.asarray(batch["input_ids"][0]), np.asarray(batch["input_ids"][3]))
+    assert not np.array_equal(np.asarray(batch["tokens"][0]), np.asarray(batch["tokens"][1]))
     np.testing.assert_array_equal(np.asarray(batch["ref_logprobs"]), np.asarray(batch["logprobs"]))
     assert batch["values"].shape == (16, LENGTH)
 

@@ -72,3 +72,21 @@ def test_segment_ids_from_a_real_tokenizer(kind):
         tokens = [i for i, seg in enumerate(ids) if seg == sentence]
         covered = "".join(decoded[offsets[i][0]:offsets[i][1]] for i in tokens)
         assert covered.strip().startswith(decoded[s:e])
+
+
+def test_response_segments_for_a_padded_batch():
+    from ares_jax.text import response_segments
+
+    tok = train_bpe_tokenizer(["There are 4 red circles. So the answer is (B)."] * 5, vocab_size=290)
+    rows = [tok.encode("There are 4 red circles. So the answer is (B)."), tok.encode("There are 4")]
+    length = max(map(len, rows)) + 2
+    tokens = np.zeros((2, length), np.int32)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = row
+    texts, sentences, ids = response_segments(tok, tokens, [len(r) for r in rows])
+    assert texts == ["There are 4 red circles. So the answer is (B).", "There are 4"]
+    assert sentences == [["There are 4 red circles.", "So the answer is (B)."], ["There are 4"]]
+    assert ids.shape == (2, length)
+    assert (ids[0, : len(rows[0])] >= 0).all() and (ids[0, len(rows[0]):] == -1).all()
+    assert set(ids[0, : len(rows[0])]) == {0, 1} and set(ids[1, : len(rows[1])]) == {0}
+    assert ids[0, len(rows[0]) - 1] == 1  # the EOS belongs to the last sentence

@@ -9,4 +9,5 @@ from ares_jax.rl.step import (
     compute_advantages,
     make_ppo_step,
     make_scoring_fn,
+    sample_responses,
 )

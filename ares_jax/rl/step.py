@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ares_jax.models.generate import SamplingConfig, generate
 from ares_jax.models.model import MultimodalT5
 from ares_jax.rl.advantages import gae, token_rewards, whiten
 from ares_jax.rl.loss import ppo_loss
@@ -78,6 +79,15 @@ def response_values(value_model: MultimodalT5, params, batch):
         batch["response_mask"],
         batch.get("image"),
     )
+
+
+def sample_responses(policy: MultimodalT5, params, prompts: dict, rng, sampling: SamplingConfig, k_samples: int):
+    """Samples `k_samples` responses per prompt. `prompts` holds input_ids, attention_mask and
+    optionally image (`[B, ...]`); returns them repeated to `[B * k, ...]` (each prompt's copies
+    adjacent) with `tokens`, `response_mask` and the sampler's `sample_logprobs` added."""
+    batch = jax.tree_util.tree_map(lambda x: jnp.repeat(x, k_samples, axis=0), prompts)
+    out = generate(policy, params, batch["input_ids"], batch["attention_mask"], rng, sampling, batch.get("image"))
+    return dict(batch, tokens=out.tokens, response_mask=out.response_mask, sample_logprobs=out.logprobs)
 
 
 def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5):

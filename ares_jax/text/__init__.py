@@ -2,4 +2,10 @@
 splitting and sentence-to-token segments come with the RL core)."""
 
 from ares_jax.text.tokenizer import Encoding, Tokenizer, train_bpe_tokenizer
-from ares_jax.text.sentences import batch_segment_ids, segment_ids, sentence_spans, split_sentences
+from ares_jax.text.sentences import (
+    batch_segment_ids,
+    response_segments,
+    segment_ids,
+    sentence_spans,
+    split_sentences,
+)

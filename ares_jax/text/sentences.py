@@ -111,3 +111,21 @@ def batch_segment_ids(
         ids = segment_ids(offsets, row_spans)[:length]
         out[row, : len(ids)] = ids
     return out
+
+
+def response_segments(tokenizer, tokens, lengths):
+    """Decodes sampled responses and maps their tokens to sentences, for any tokenizer.
+
+    `tokens [B, T]`, `lengths [B]` (response tokens, EOS included) ->
+    (texts, sentences per response, `segment_ids [B, T]` int32 with -1 on padding).
+    """
+    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+    texts, sentences, offsets, spans = [], [], [], []
+    for row, length in zip(tokens, lengths):
+        text, row_offsets = tokenizer.decode_with_offsets(row[: int(length)])
+        row_spans = sentence_spans(text)
+        texts.append(text)
+        sentences.append([text[s:e] for s, e in row_spans])
+        offsets.append(row_offsets)
+        spans.append(row_spans)
+    return texts, sentences, batch_segment_ids(offsets, spans, tokens.shape[1])
