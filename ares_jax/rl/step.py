@@ -15,6 +15,7 @@ the frozen reference policy's params are passed beside it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -105,8 +106,10 @@ def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5):
     return jax.jit(score)
 
 
+@functools.partial(jax.jit, static_argnames=("config",))
 def compute_advantages(batch, config: PPOConfig, kl_coef=None):
-    """Token rewards -> GAE -> (optional) whitening. Returns (advantages, returns, rewards)."""
+    """Token rewards -> GAE -> (optional) whitening, jitted. Returns (advantages, returns, rewards).
+    `kl_coef` overrides `config.kl_coef` (the adaptive controller's current value)."""
     mask = batch["response_mask"]
     rewards = token_rewards(
         logprobs=batch["logprobs"],
