@@ -145,15 +145,22 @@ def main():
         state, metrics = step(state, fixed)
         jax.block_until_ready(metrics)
 
+    phase_seconds = {}
+
+    def timed(name, fn):
+        start = time.perf_counter()
+        result = jax.block_until_ready(fn())
+        phase_seconds[name] = time.perf_counter() - start
+        return result
+
     def jax_cycle():
         nonlocal state
-        out = generate(policy, state.params["policy"], prompts["input_ids"], prompts["attention_mask"],
-                       jax.random.key(0), sampling)
+        out = timed("sample", lambda: generate(policy, state.params["policy"], prompts["input_ids"],
+                                               prompts["attention_mask"], jax.random.key(0), sampling))
         rollout = dict(fixed, tokens=out.tokens, response_mask=out.response_mask)
-        rollout.update(scoring(state.params, reference_params, rollout))
-        rollout["advantages"], rollout["returns"], _ = compute_advantages(rollout, config)
-        state, metrics = step(state, rollout)
-        jax.block_until_ready(metrics)
+        rollout.update(timed("score", lambda: scoring(state.params, reference_params, rollout)))
+        rollout["advantages"], rollout["returns"], _ = timed("advantages", lambda: compute_advantages(rollout, config))
+        state, metrics = timed("update", lambda: step(state, rollout))
 
     jax_update()
     jax_update_s = best_time(jax_update, args.repeats)
@@ -176,6 +183,7 @@ def main():
             "ours_s": jax_cycle_s,
             "speedup": torch_cycle_s / jax_cycle_s,
             "ours_fraction_of_peak": (update_flops + scoring_flops + flops["generate"]) / jax_cycle_s / peak,
+            "ours_last_cycle_phases_s": phase_seconds,
         },
         "compiled_versions": {"ppo_step": step._cache_size()},
     }
