@@ -40,6 +40,14 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
+def report(results: dict, json_path: str | None) -> None:
+    """Prints the results as JSON and, when asked, writes them to `json_path`."""
+    print(json.dumps(results, indent=2))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(results, f, indent=2)
+
+
 def matmul_peak_flops(size: int = 2048, repeats: int = 5) -> dict:
     """float32 matmul FLOP/s of numpy, torch and XLA on `size`^3 products."""
     a = np.random.default_rng(0).normal(size=(size, size)).astype(np.float32)
@@ -193,10 +201,7 @@ def main():
         "ours_fraction_of_peak": flops["train_step"] / jax_train_s / peak_flops,
         "flops_per_step": flops["train_step"],
     }
-    print(json.dumps(results, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    report(results, args.json)
 
 
 if __name__ == "__main__":

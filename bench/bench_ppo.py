@@ -11,7 +11,6 @@ update; the Teacher is not part of it. Same weights for both frameworks, 2 threa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -23,7 +22,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from bench_model import best_time, matmul_peak_flops, t5_flops  # noqa: E402
+from bench_model import best_time, matmul_peak_flops, report, t5_flops  # noqa: E402
 
 from ares_jax.models import MultimodalT5, SamplingConfig, generate, init_params, load_pretrained  # noqa: E402
 from ares_jax.rl import PPOConfig, compute_advantages, make_ppo_step, make_scoring_fn  # noqa: E402
@@ -187,10 +186,7 @@ def main():
         },
         "compiled_versions": {"ppo_step": step._cache_size()},
     }
-    print(json.dumps(results, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    report(results, args.json)
 
 
 if __name__ == "__main__":
