@@ -11,11 +11,12 @@ import json
 from pathlib import Path
 from typing import Iterator
 
+import flax.linen as nn
 import jax
 import numpy as np
 
 from ares_jax.models.config import T5Config, VisionConfig
-from ares_jax.models.model import MultimodalT5, init_params
+from ares_jax.models.model import MultimodalT5, dummy_inputs, init_params
 
 # MM-CoT's fusion weights (torch names) -> our `fusion` module.
 _FUSION_LINEARS = {"image_dense": "image_dense", "gate_dense": "gate_dense", "mha_layer.out_proj": "out"}
@@ -166,7 +167,8 @@ def load_pretrained(
         tie_word_embeddings="lm_head.weight" not in tensors,
     )
     model = MultimodalT5(config, head=head)
-    params = jax.tree_util.tree_map(np.asarray, init_params(model, rng if rng is not None else jax.random.key(0)))
+    # Shapes only: the checkpoint fills most leaves, so nothing is initialised unless it is missing.
+    params = nn.unbox(jax.eval_shape(lambda: model.init(jax.random.key(0), **dummy_inputs(config)))["params"])
 
     used = set()
     for hf_name, ours, layout in _hf_names(config):
@@ -189,4 +191,9 @@ def load_pretrained(
     unused = sorted(set(tensors) - used)
     if unused:
         raise ValueError(f"{folder}: tensors this model has no place for: {unused[:8]}{' ...' if len(unused) > 8 else ''}")
+    # Parameters the checkpoint lacks (value head, a fresh fusion or ViT) come from a random init.
+    is_missing = lambda leaf: isinstance(leaf, jax.ShapeDtypeStruct)  # noqa: E731
+    if any(map(is_missing, jax.tree_util.tree_leaves(params))):
+        fresh = init_params(model, rng if rng is not None else jax.random.key(0))
+        params = jax.tree_util.tree_map(lambda leaf, new: new if is_missing(leaf) else leaf, params, fresh)
     return model, jax.tree_util.tree_map(jax.numpy.asarray, params)
