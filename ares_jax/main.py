@@ -20,9 +20,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps <= 0:
         parser.error(f"--steps must be positive, got {args.steps}")
 
-    from ares_jax.xla_env import apply_cpu_defaults
-
-    apply_cpu_defaults()
     from ares_jax import smoke
 
     print("ares_jax: the ARES loop is not in this version yet; running the foundation check "

@@ -16,9 +16,6 @@ import tempfile
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-from ares_jax.xla_env import apply_cpu_defaults  # noqa: E402
-
-apply_cpu_defaults()  # before jax is imported
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -66,7 +63,6 @@ def main():
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    torch.set_flush_denormal(True)  # the same flush-to-zero our XLA flags ask for
     batch, src, new = (4, 16, 8) if args.quick else (32, 128, 64)
     size = dict(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4) if args.quick else dict(
         vocab_size=1024, d_model=256, d_kv=32, d_ff=1024, num_layers=4, num_decoder_layers=4, num_heads=8)

@@ -73,16 +73,3 @@ def test_main_rejects_bad_steps(capsys):
     with pytest.raises(SystemExit):
         main(["--steps", "0"])
     assert "--steps must be positive" in capsys.readouterr().err
-
-
-def test_cpu_defaults_keep_user_flags():
-    import subprocess
-    import sys
-
-    code = "from ares_jax.xla_env import apply_cpu_defaults; import os; apply_cpu_defaults(); print(os.environ['XLA_FLAGS'])"
-    env = {"PATH": "/usr/bin:/bin", "XLA_FLAGS": "--xla_cpu_ftz=false --foo"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["--xla_cpu_ftz=false", "--foo"]  # the user's choice wins
-    env = {"PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["--xla_cpu_ftz=true"]
