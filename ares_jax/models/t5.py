@@ -116,9 +116,9 @@ class RelativePositionBias(nn.Module):
 def add_broadcast_bias(scores, bias):
     """`scores [B, H, Q, K] + bias [1, H, Q, K]`.
 
-    The gradient of `bias` is a sum over the batch. XLA's CPU backend emits that reduction ~20x
-    slower than the same sum written as a `ones[1, B] @ grad[B, H*Q*K]` product, so the backward
-    pass is written that way; the values are the same.
+    The gradient of `bias` is a sum over the batch. In our CPU profiles XLA emitted that reduction
+    as a 100-200 ms fusion per training step; written as a `ones[1, B] @ grad[B, H*Q*K]` product it
+    takes a few ms, so the backward pass is written that way; the values are the same.
     """
     return scores + bias
 
