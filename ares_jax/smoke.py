@@ -13,7 +13,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ares_jax.models import MultimodalT5, SamplingConfig, T5Config, count_params, generate, init_params
+from ares_jax.models import (
+    MultimodalT5,
+    SamplingConfig,
+    T5Config,
+    count_params,
+    decoder_inputs,
+    generate,
+    init_params,
+)
 from ares_jax.sft import make_sft_step
 from ares_jax.text import train_bpe_tokenizer
 from ares_jax.train_state import TrainState, adamw
@@ -42,8 +50,7 @@ def run(steps: int = 800, batch_size: int = 32, seed: int = 0, log=print) -> dic
     src_len, tgt_len = 24, 16
     src, src_mask = tokenizer.batch_encode(train_prompts, src_len)
     tgt, tgt_mask = tokenizer.batch_encode(train_targets, tgt_len)
-    start = np.full((len(tgt), 1), config.decoder_start_token_id, np.int32)
-    decoder_in = np.concatenate([start, tgt[:, :-1]], axis=1)
+    decoder_in = np.asarray(decoder_inputs(tgt, config.decoder_start_token_id))
 
     optimizer = adamw(3e-3, weight_decay=0.01)
     state = TrainState.create(params, optimizer)

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from ares_jax.models import SamplingConfig, generate, load_pretrained  # noqa: E402
+from ares_jax.models import SamplingConfig, decoder_inputs, generate, load_pretrained  # noqa: E402
 from ares_jax.models.generate import generate_jit  # noqa: E402
 from ares_jax.sft import make_sft_step  # noqa: E402
 from ares_jax.train_state import TrainState, adamw  # noqa: E402
@@ -157,7 +157,7 @@ def main():
 
     # -- training step (forward + backward + AdamW) ---------------------------------------------
     t_labels = torch.tensor(labels)
-    decoder_input_ids = np.concatenate([np.zeros((batch, 1), np.int64), labels[:, :-1]], axis=1)
+    decoder_input_ids = np.asarray(decoder_inputs(labels, model.config.decoder_start_token_id)).astype(np.int64)
     t_decoder_ids = torch.tensor(decoder_input_ids)
     optimizer = torch.optim.AdamW(hf_model.parameters(), lr=1e-4, weight_decay=0.01)
     hf_model.train()

@@ -146,6 +146,12 @@ class MultimodalT5(nn.Module):
         return self._output(hidden)[:, 0], cache
 
 
+def decoder_inputs(targets, start_token: int):
+    """Teacher-forcing decoder inputs for targets `[B, T]`: the start token, then targets[:, :-1]."""
+    start = jnp.full((targets.shape[0], 1), start_token, targets.dtype)
+    return jnp.concatenate([start, targets[:, :-1]], axis=1)
+
+
 def dummy_inputs(config: T5Config, batch: int = 1, length: int = 2):
     """Smallest inputs that touch every parameter (used by `init`)."""
     ids = jnp.zeros((batch, length), jnp.int32)

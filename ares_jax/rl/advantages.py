@@ -28,8 +28,8 @@ def token_rewards(
     segments = jnp.asarray(segment_ids, jnp.int32)
     segment_scores = jnp.asarray(segment_scores, jnp.float32)
     kl_penalty = -kl_coef * (jnp.asarray(logprobs, jnp.float32) - jnp.asarray(ref_logprobs, jnp.float32))
-    next_segment = jnp.concatenate([segments[:, 1:], jnp.full_like(segments[:, :1], -1)], axis=1)
     if placement == "sentence":
+        next_segment = jnp.concatenate([segments[:, 1:], jnp.full_like(segments[:, :1], -1)], axis=1)
         rewarded = (segments >= 0) & (next_segment != segments) & (mask > 0)
         scores = jnp.take_along_axis(segment_scores, jnp.maximum(segments, 0), axis=1)
     else:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from ares_jax.models.generate import SamplingConfig, generate
-from ares_jax.models.model import MultimodalT5
+from ares_jax.models.model import MultimodalT5, decoder_inputs
 from ares_jax.rl.advantages import gae, token_rewards, whiten
 from ares_jax.rl.loss import ppo_loss
 from ares_jax.train_state import TrainState
@@ -51,15 +51,9 @@ class PPOConfig:
             raise ValueError(f"rl.accumulation_steps must be >= 1, got {self.accumulation_steps}")
 
 
-def decoder_inputs(tokens, start_token: int):
-    """Teacher-forcing inputs for responses `[B, T]`: the start token, then tokens[:-1]."""
-    start = jnp.full((tokens.shape[0], 1), start_token, tokens.dtype)
-    return jnp.concatenate([start, tokens[:, :-1]], axis=1)
-
-
-def response_logprobs(model: MultimodalT5, params, batch):
-    """Log-probabilities `[B, T]` of the response tokens under `params` (one forward pass)."""
-    logits = model.apply(
+def teacher_forced(model: MultimodalT5, params, batch):
+    """`model` run over the sampled responses: logits `[B, T, V]` (policy) or values `[B, T]`."""
+    return model.apply(
         {"params": params},
         batch["input_ids"],
         batch["attention_mask"],
@@ -67,19 +61,12 @@ def response_logprobs(model: MultimodalT5, params, batch):
         batch["response_mask"],
         batch.get("image"),
     )
+
+
+def response_logprobs(model: MultimodalT5, params, batch):
+    """Log-probabilities `[B, T]` of the response tokens under `params` (one forward pass)."""
+    logits = teacher_forced(model, params, batch)
     return jnp.take_along_axis(jax.nn.log_softmax(logits), batch["tokens"][..., None], axis=-1)[..., 0]
-
-
-def response_values(value_model: MultimodalT5, params, batch):
-    """The value model's estimate at each response token `[B, T]`."""
-    return value_model.apply(
-        {"params": params},
-        batch["input_ids"],
-        batch["attention_mask"],
-        decoder_inputs(batch["tokens"], value_model.config.decoder_start_token_id),
-        batch["response_mask"],
-        batch.get("image"),
-    )
 
 
 def sample_responses(policy: MultimodalT5, params, prompts: dict, rng, sampling: SamplingConfig, k_samples: int):
@@ -100,7 +87,7 @@ def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5):
         return {
             "logprobs": response_logprobs(policy, params["policy"], batch) * mask,
             "ref_logprobs": response_logprobs(policy, ref_params, batch) * mask,
-            "values": response_values(value_model, params["value"], batch) * mask,
+            "values": teacher_forced(value_model, params["value"], batch) * mask,
         }
 
     return jax.jit(score)
@@ -144,7 +131,7 @@ def make_ppo_step(
     def loss_fn(params, micro):
         mask = micro["response_mask"].astype(jnp.float32)
         logprobs = response_logprobs(policy, params["policy"], micro)
-        values = response_values(value_model, params["value"], micro)
+        values = teacher_forced(value_model, params["value"], micro)
         return ppo_loss(
             logprobs=logprobs,
             old_logprobs=micro["logprobs"],

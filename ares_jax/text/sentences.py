@@ -86,7 +86,7 @@ def segment_ids(token_offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[
     ids = np.full(len(token_offsets), -1, np.int32)
     if not spans:
         return ids
-    ends = np.array([e for _, e in spans])
+    text_end = spans[-1][1]
     current = 0
     for i, (start, end) in enumerate(token_offsets):
         if end > start:
@@ -94,7 +94,7 @@ def segment_ids(token_offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[
             inside = [k for k, (s, e) in enumerate(spans) if s <= last_char < e]
             if inside:
                 current = inside[0]
-            elif last_char >= ends[-1]:
+            elif last_char >= text_end:
                 current = len(spans) - 1
         ids[i] = current
     return ids
