@@ -9,3 +9,10 @@ from ares_jax.text.sentences import (
     sentence_spans,
     split_sentences,
 )
+from ares_jax.text.fluency import (
+    ends_unfinished,
+    is_finished,
+    repeated_ngram_rate,
+    repeated_sentences,
+    sentence_key,
+)

@@ -1,0 +1,45 @@
+"""`Problem`: one multiple-choice question, the record every data source produces.
+
+The fields are ScienceQA's (question, choices, answer index, hint, image, lecture, solution,
+split); `context` is the hint plus an optional caption, as MM-CoT builds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Problem:
+    """A multiple-choice question with its gold rationale.
+
+    image: uint8 pixels `[H, W, 3]`, precomputed features `[P, F]`, a path to an image file, or
+      None for a text-only question.
+    extras: source-specific fields (ScienceQA's subject/grade, the built-in task's scene).
+    """
+
+    id: str
+    question: str
+    choices: tuple[str, ...]
+    answer: int
+    context: str = ""
+    image: np.ndarray | str | None = None
+    lecture: str = ""
+    solution: str = ""
+    split: str = "train"
+    extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if not 2 <= len(self.choices) <= 26:
+            raise ValueError(f"problem {self.id!r}: needs 2 to 26 choices, has {len(self.choices)}")
+        if not 0 <= self.answer < len(self.choices):
+            raise ValueError(
+                f"problem {self.id!r}: answer index {self.answer} outside its {len(self.choices)} choices"
+            )
+
+    @property
+    def answer_letter(self) -> str:
+        return chr(ord("A") + self.answer)

@@ -1,0 +1,262 @@
+"""The built-in task: multiple-choice questions about a rendered grid of shapes.
+
+Five kinds of question, each needing the image: counting (split into two halves and added up),
+comparing two counts, looking up an attribute at a position, a spatial relation, and "which
+statement is true". Each problem's gold rationale is 3 to 6 sentences, each one checkable claim
+(`claims.py`), in varied wording. Generation is deterministic: problem `i` of a split depends
+only on (seed, split, i), so changing a split's size does not change the problems it shares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ares_jax.data.problem import Problem
+from ares_jax.data.shapes import claims as C
+from ares_jax.data.shapes.scene import COLOURS, KINDS, SIZES, Scene, Shape, random_scene, render
+
+QUESTION_KINDS = ("count", "compare", "lookup", "spatial", "which_true")
+SPLITS = ("train", "val", "test")
+_SPLIT_CODE = {name: code for code, name in enumerate(SPLITS)}
+_DIRECTIONS = {"left of": (0, -1), "right of": (0, 1), "above": (-1, 0), "below": (1, 0)}
+_LECTURES = {
+    "count": "To count shapes in a grid, count each part of the grid and add the parts up.",
+    "compare": "To compare two groups, count each group; the group with the larger count has more.",
+    "lookup": "Rows are numbered from the top and columns from the left, starting at 1.",
+    "spatial": "Directly left of a cell is the cell in the same row, one column to the left.",
+    "which_true": "Check each statement against the picture; exactly one of them is true.",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapesTaskConfig:
+    train_size: int = 8000
+    val_size: int = 1000
+    test_size: int = 1000
+    seed: int = 0
+    rows: int = 4
+    cols: int = 4
+    cell_px: int = 16
+    min_shapes: int = 5
+    max_shapes: int = 11
+    kinds: tuple[str, ...] = QUESTION_KINDS
+
+    def __post_init__(self):
+        unknown = [k for k in self.kinds if k not in QUESTION_KINDS]
+        if unknown or not self.kinds:
+            raise ValueError(f"data.shapes.kinds: unknown {unknown}; choose from {QUESTION_KINDS}")
+        if not 1 <= self.min_shapes <= self.max_shapes <= self.rows * self.cols:
+            raise ValueError(
+                f"data.shapes: need 1 <= min_shapes ({self.min_shapes}) <= max_shapes ({self.max_shapes}) "
+                f"<= rows * cols ({self.rows * self.cols})"
+            )
+        if self.rows % 2 or self.cols % 2:
+            raise ValueError("data.shapes: rows and cols must be even (counts split the grid in halves)")
+
+    @property
+    def image_size(self) -> int:
+        return self.rows * self.cell_px
+
+
+def _options_around(rng, value: int, n_options: int) -> tuple[list[str], int]:
+    """`n_options` distinct non-negative numbers including `value`, shuffled; (texts, answer)."""
+    nearby = [v for v in range(value - 3, value + 4) if v >= 0 and v != value]
+    picked = rng.choice(nearby, size=n_options - 1, replace=False).tolist() + [value]
+    rng.shuffle(picked)
+    return [str(v) for v in picked], picked.index(value)
+
+
+def _maybe_starter(rng, text: str) -> list:
+    return [C.Starter(text)] if rng.random() < 0.5 else []
+
+
+def _count_question(scene: Scene, rng):
+    attribute_sets = [("colour",), ("kind",), ("colour", "kind"), ("size", "kind")]
+    chosen = attribute_sets[rng.integers(len(attribute_sets))]
+    example = scene.cells[scene.positions()[rng.integers(len(scene.cells))]]
+    attrs = {name: getattr(example, name) for name in chosen}
+    halves = ("top half", "bottom half") if rng.random() < 0.5 else ("left half", "right half")
+    first, second = (scene.count(**attrs, region=h) for h in halves)
+    total = first + second
+    choices, answer = _options_around(rng, total, int(rng.integers(3, 6)))
+    question = f"How many {C.describe(**attrs, plural=True)} are in the picture?"
+    claims = _maybe_starter(rng, "Let's count the shapes.") + [
+        C.Count(first, **attrs, region=halves[0]),
+        C.Count(second, **attrs, region=halves[1]),
+        C.Sum(first, second, total),
+        C.Count(total, **attrs),
+        C.Answer(answer),
+    ]
+    return question, choices, answer, claims
+
+
+def _compare_question(scene: Scene, rng):
+    attribute = "colour" if rng.random() < 0.5 else "kind"
+    values = rng.choice(COLOURS if attribute == "colour" else KINDS, size=2, replace=False).tolist()
+    groups = [{attribute: v} for v in values]
+    counts = [scene.count(**g) for g in groups]
+    names = [C.describe(**g, plural=True) for g in groups]
+    choices = [f"more {names[0]}", f"more {names[1]}"]
+    if counts[0] == counts[1] or rng.random() < 0.5:
+        choices.append("the same number")
+    order = rng.permutation(len(choices)).tolist()
+    choices = [choices[i] for i in order]
+    relation = "more" if counts[0] > counts[1] else "less" if counts[0] < counts[1] else "equal"
+    correct = {"more": f"more {names[0]}", "less": f"more {names[1]}", "equal": "the same number"}[relation]
+    answer = choices.index(correct)
+    wording = rng.integers(2)
+    question = (f"Are there more {names[0]} or more {names[1]}?" if wording == 0
+                else f"Which group is larger: {names[0]} or {names[1]}?")
+    claims = _maybe_starter(rng, "Let's compare the two groups.") + [
+        C.Count(counts[0], **groups[0]),
+        C.Count(counts[1], **groups[1]),
+        C.Compare(counts[0], counts[1], relation),
+        C.Answer(answer),
+    ]
+    return question, choices, answer, claims
+
+
+def _lookup_question(scene: Scene, rng):
+    row, col = scene.positions()[rng.integers(len(scene.cells))]
+    shape = scene.at(row, col)
+    attribute = ("colour", "kind", "size")[rng.integers(3)]
+    where = f"row {row}, column {col}"
+    if attribute == "colour":
+        question, pool, n_options = f"What colour is the shape in {where}?", COLOURS, int(rng.integers(2, 5))
+    elif attribute == "kind":
+        question, pool, n_options = f"What kind of shape is in {where}?", KINDS, int(rng.integers(2, 4))
+    else:
+        question, pool, n_options = f"What size is the shape in {where}?", SIZES, 2
+    truth = getattr(shape, attribute)
+    others = rng.choice([v for v in pool if v != truth], size=n_options - 1, replace=False).tolist()
+    choices = others + [truth]
+    rng.shuffle(choices)
+    answer = choices.index(truth)
+    claims = _maybe_starter(rng, "Rows count from the top and columns from the left.") + [
+        C.Cell(row, col, shape.size, shape.colour, shape.kind),
+        C.Cell(row, col, **{attribute: truth}),
+        C.OptionIs(answer, truth),
+        C.Answer(answer),
+    ]
+    return question, choices, answer, claims
+
+
+def _spatial_question(scene: Scene, rng):
+    candidates = []
+    for (row, col), shape in scene.cells.items():
+        if scene.count(colour=shape.colour, kind=shape.kind) != 1:
+            continue  # "the red circle" must name one shape
+        for direction, (dr, dc) in _DIRECTIONS.items():
+            if scene.at(row + dr, col + dc) is not None:
+                candidates.append((row, col, direction))
+    if not candidates:
+        return None
+    row, col, direction = candidates[rng.integers(len(candidates))]
+    dr, dc = _DIRECTIONS[direction]
+    target, neighbour = scene.at(row, col), scene.at(row + dr, col + dc)
+    truth = f"a {neighbour.describe()}"
+    distractors = {f"a {s.describe()}" for s in scene.cells.values()} - {truth}
+    while len(distractors) < 3:
+        distractors.add(f"a {Shape(*(rng.choice(v) for v in (SIZES, COLOURS, KINDS))).describe()}" )
+        distractors.discard(truth)
+    n_options = int(rng.integers(2, 5))
+    choices = rng.choice(sorted(distractors), size=n_options - 1, replace=False).tolist() + [truth]
+    rng.shuffle(choices)
+    answer = choices.index(truth)
+    name = C.describe(colour=target.colour, kind=target.kind)
+    question = f"What is directly {direction} the {name}?"
+    claims = _maybe_starter(rng, "Look at each cell of the grid.") + [
+        C.Cell(row, col, colour=target.colour, kind=target.kind),
+        C.Cell(row + dr, col + dc, neighbour.size, neighbour.colour, neighbour.kind),
+        C.OptionIs(answer, truth),
+        C.Answer(answer),
+    ]
+    return question, choices, answer, claims
+
+
+def _random_statement(scene: Scene, rng):
+    """A true claim about the scene: a count by colour or kind, or a cell's full content."""
+    pick = rng.integers(3)
+    if pick == 0:
+        colour = COLOURS[rng.integers(len(COLOURS))]
+        return C.Count(scene.count(colour=colour), colour=colour)
+    if pick == 1:
+        kind = KINDS[rng.integers(len(KINDS))]
+        return C.Count(scene.count(kind=kind), kind=kind)
+    row, col = int(rng.integers(1, scene.rows + 1)), int(rng.integers(1, scene.cols + 1))
+    shape = scene.at(row, col)
+    return C.Cell(row, col, empty=True) if shape is None else C.Cell(row, col, shape.size, shape.colour, shape.kind)
+
+
+def _falsified(claim, rng):
+    if isinstance(claim, C.Count):
+        return dataclasses.replace(claim, n=max(0, claim.n + int(rng.choice([-2, -1, 1, 2]))) or claim.n + 1)
+    if claim.empty:
+        return C.Cell(claim.row, claim.col, *(v[rng.integers(len(v))] for v in (SIZES, COLOURS, KINDS)))
+    attribute, pool = [("size", SIZES), ("colour", COLOURS), ("kind", KINDS)][rng.integers(3)]
+    other = [v for v in pool if v != getattr(claim, attribute)]
+    return dataclasses.replace(claim, **{attribute: other[rng.integers(len(other))]})
+
+
+def _which_true_question(scene: Scene, rng):
+    n_options = int(rng.integers(2, 5))
+    statements, subjects = [], set()
+    while len(statements) < n_options:
+        fact = _random_statement(scene, rng)
+        if C.topic(fact) not in subjects:
+            subjects.add(C.topic(fact))
+            statements.append(fact)
+    answer = int(rng.integers(n_options))
+    shown = [fact if i == answer else _falsified(fact, rng) for i, fact in enumerate(statements)]
+    choices = [C.render(s, rng).rstrip(".") for s in shown]
+    question = "Which statement about the picture is true?"
+    facts = statements if len(statements) >= 2 else [C.Starter("Let's check each option."), *statements]
+    return question, choices, answer, [*facts, C.Answer(answer)]
+
+
+_BUILDERS = {
+    "count": _count_question,
+    "compare": _compare_question,
+    "lookup": _lookup_question,
+    "spatial": _spatial_question,
+    "which_true": _which_true_question,
+}
+
+
+def make_problem(config: ShapesTaskConfig, split: str, index: int) -> Problem:
+    """Problem `index` of `split`; the same (config.seed, split, index) always gives the same one."""
+    rng = np.random.default_rng([config.seed, _SPLIT_CODE[split], index])
+    kind = config.kinds[rng.integers(len(config.kinds))]
+    while True:
+        scene = random_scene(rng, config.rows, config.cols, config.min_shapes, config.max_shapes)
+        built = _BUILDERS[kind](scene, rng)
+        if built is not None:
+            break
+    question, choices, answer, gold_claims = built
+    solution = " ".join(C.render(claim, rng) for claim in gold_claims)
+    return Problem(
+        id=f"shapes-{split}-{index}",
+        question=question,
+        choices=tuple(choices),
+        answer=answer,
+        context=f"The picture is a grid with {config.rows} rows and {config.cols} columns.",
+        image=render(scene, config.cell_px),
+        lecture=_LECTURES[kind],
+        solution=solution,
+        split=split,
+        extras={"scene": scene, "question_kind": kind, "gold_claims": tuple(gold_claims)},
+    )
+
+
+def make_split(config: ShapesTaskConfig, split: str, size: int | None = None) -> list[Problem]:
+    if split not in _SPLIT_CODE:
+        raise ValueError(f"unknown split {split!r}; the built-in task has {SPLITS}")
+    if size is None:
+        size = getattr(config, f"{split}_size")
+    return [make_problem(config, split, i) for i in range(size)]
+
+
+def make_dataset(config: ShapesTaskConfig = ShapesTaskConfig()) -> dict[str, list[Problem]]:
+    return {split: make_split(config, split) for split in SPLITS}

@@ -1,0 +1,61 @@
+"""The Teacher interface: the three kinds of AI feedback ARES uses.
+
+- `score_sentences`: one score in [0, 1] (steps of 0.1) per sentence of a rationale. 1.0 a
+  correct claim that moves toward the answer; 0.5 neutral (a starting thought, a true but
+  indecisive statement); 0.0 a false claim, one that contradicts the answer, a repeat of an
+  earlier sentence, or text that is not a claim. None when the Teacher could not give a usable
+  answer (the sample is then left out of the PPO batch and counted, never dropped silently).
+- `correct`: the rationale with correct sentences kept, false ones fixed, fragments finished or
+  dropped, repeats dropped, order kept.
+- `judge`: which of two rationales for the same problem is better: "a", "b" or "tie".
+
+Methods are async so API backends can run many requests at once; the synchronous host loop
+calls them through `run_batch`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from typing import Awaitable, Callable, Literal, Sequence, TypeVar
+
+from ares_jax.data.problem import Problem
+
+Verdict = Literal["a", "b", "tie"]
+T = TypeVar("T")
+
+
+class Teacher(abc.ABC):
+    name: str = "teacher"
+
+    @abc.abstractmethod
+    async def score_sentences(self, problem: Problem, sentences: Sequence[str]) -> list[float] | None:
+        """Scores `[len(sentences)]`, or None when unscored."""
+
+    @abc.abstractmethod
+    async def correct(self, problem: Problem, rationale: str) -> str:
+        """The corrected rationale (the original when nothing needs fixing)."""
+
+    @abc.abstractmethod
+    async def judge(self, problem: Problem, rationale_a: str, rationale_b: str) -> Verdict:
+        """"a" when `rationale_a` is better, "b" when `rationale_b` is, else "tie"."""
+
+
+def run_batch(call: Callable[..., Awaitable[T]], argument_tuples: Sequence[tuple], concurrency: int = 16) -> list[T]:
+    """Run `call(*args)` for every tuple, at most `concurrency` at a time; results in input order.
+
+    The bridge from the synchronous host loop to the async Teacher.
+    """
+    if concurrency < 1:
+        raise ValueError(f"teacher concurrency must be at least 1, got {concurrency}")
+
+    async def gather():
+        limit = asyncio.Semaphore(concurrency)
+
+        async def one(args):
+            async with limit:
+                return await call(*args)
+
+        return await asyncio.gather(*(one(args) for args in argument_tuples))
+
+    return asyncio.run(gather())

@@ -1,0 +1,124 @@
+"""The offline rule Teacher of the built-in shapes task: exact feedback from the scene.
+
+Each sentence is parsed into a claim of the task's language (`data/shapes/claims.py`) and
+checked against the problem's scene, options and answer. Scores:
+
+  0.0  a repeat of an earlier sentence (same words, or the same claim reworded), text that is
+       not a claim, a false claim, or a wrong final answer;
+  0.2  an unfinished last sentence, even when its words so far are true;
+  0.5  a neutral opening thought, or a true claim on a topic the solution does not need;
+  1.0  a true claim on a topic of the gold solution, or the correct final answer.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ares_jax.data.problem import Problem
+from ares_jax.data.prompts import strip_solution_tag
+from ares_jax.data.shapes import claims as C
+from ares_jax.teacher.base import Teacher, Verdict
+from ares_jax.text.fluency import is_finished, repeated_sentences, sentence_key
+from ares_jax.text.sentences import split_sentences
+
+UNFINISHED_SCORE = 0.2
+DEFECT_PENALTY = 0.25
+
+
+class RuleTeacher(Teacher):
+    name = "rule"
+
+    # ---- synchronous cores (the async interface wraps them) -------------------------------
+
+    @staticmethod
+    def _scene_of(problem: Problem):
+        scene = problem.extras.get("scene") if problem.extras else None
+        if scene is None:
+            raise ValueError(
+                f"problem {problem.id!r} has no scene: the rule Teacher judges only the built-in shapes "
+                "task; use an API Teacher (teacher.backend=openai|anthropic) for other data"
+            )
+        return scene
+
+    def _facts(self, problem: Problem):
+        """(claim or None, is it true) for a parsed sentence, bound to this problem."""
+        scene = self._scene_of(problem)
+
+        def check(claim):
+            return C.is_true(claim, scene, problem.choices, problem.answer)
+
+        return scene, check
+
+    def sentence_scores(self, problem: Problem, sentences: Sequence[str]) -> list[float]:
+        _, check = self._facts(problem)
+        relevant = {C.topic(claim) for claim in problem.extras.get("gold_claims", ())}
+        repeated = repeated_sentences([strip_solution_tag(s) for s in sentences])
+        seen_claims, scores = set(), []
+        for sentence, is_repeat in zip(sentences, repeated):
+            claim = C.parse(sentence)
+            if is_repeat or claim is None or (claim in seen_claims and not isinstance(claim, C.Starter)):
+                score = 0.0
+            elif not check(claim):
+                score = 0.0
+            elif not is_finished(sentence):
+                score = UNFINISHED_SCORE
+            elif isinstance(claim, C.Answer) or (not isinstance(claim, C.Starter) and C.topic(claim) in relevant):
+                score = 1.0
+            else:
+                score = 0.5
+            if claim is not None:
+                seen_claims.add(claim)
+            scores.append(score)
+        return scores
+
+    def corrected(self, problem: Problem, rationale: str) -> str:
+        scene, check = self._facts(problem)
+        kept, seen_keys, seen_claims = [], set(), set()
+        for sentence in split_sentences(strip_solution_tag(rationale)):
+            claim = C.parse(sentence)
+            if claim is None:
+                continue  # not a claim, or a fragment that cannot be finished: dropped
+            fixed = C.made_true(claim, scene, problem.choices, problem.answer)
+            if fixed is None:
+                continue
+            if fixed != claim:
+                text = C.render(fixed)
+            else:  # a correct sentence stays as written; a correct fragment gets its end mark
+                text = sentence.strip() if is_finished(sentence) else sentence.strip() + "."
+            if sentence_key(text) in seen_keys or (fixed in seen_claims and not isinstance(fixed, C.Starter)):
+                continue
+            seen_keys.add(sentence_key(text))
+            seen_claims.add(fixed)
+            kept.append(text)
+        if C.Answer(problem.answer) not in seen_claims:
+            kept.append(C.render(C.Answer(problem.answer)))
+        return " ".join(kept)
+
+    def quality(self, problem: Problem, rationale: str) -> float:
+        """Correct conclusion (1) + mean sentence score - 0.25 per fluency defect (repeated
+        sentence, unfinished ending): the judge's ordering."""
+        sentences = split_sentences(strip_solution_tag(rationale))
+        if not sentences:
+            return 0.0
+        _, check = self._facts(problem)
+        scores = self.sentence_scores(problem, sentences)
+        concluded = any(
+            isinstance(claim, C.Answer) and check(claim) for claim in map(C.parse, sentences)
+        )
+        defects = sum(repeated_sentences(sentences)) + (not is_finished(sentences[-1]))
+        return float(concluded) + sum(scores) / len(scores) - DEFECT_PENALTY * defects
+
+    def verdict(self, problem: Problem, rationale_a: str, rationale_b: str) -> Verdict:
+        difference = self.quality(problem, rationale_a) - self.quality(problem, rationale_b)
+        return "a" if difference > 1e-9 else "b" if difference < -1e-9 else "tie"
+
+    # ---- the Teacher interface --------------------------------------------------------------
+
+    async def score_sentences(self, problem: Problem, sentences: Sequence[str]) -> list[float]:
+        return self.sentence_scores(problem, sentences)
+
+    async def correct(self, problem: Problem, rationale: str) -> str:
+        return self.corrected(problem, rationale)
+
+    async def judge(self, problem: Problem, rationale_a: str, rationale_b: str) -> Verdict:
+        return self.verdict(problem, rationale_a, rationale_b)

@@ -1,0 +1,70 @@
+"""Evaluation metrics on hand-worked examples."""
+
+import pytest
+
+from ares_jax.data import Problem
+from ares_jax.data.shapes import ShapesTaskConfig, make_split
+from ares_jax.eval import answer_accuracy, fluency, mean_rouge_l, rouge_l, win_rate
+from ares_jax.teacher import RuleTeacher, Teacher
+from ares_jax.text import repeated_ngram_rate, sentence_key
+
+
+def test_answer_accuracy():
+    assert answer_accuracy([0, 2, -1, 1], [0, 1, 1, 1]) == 0.5
+    with pytest.raises(ValueError, match="3 predictions for 2 problems"):
+        answer_accuracy([0, 1, 2], [0, 1])
+
+
+def test_rouge_l_hand_worked():
+    # LCS "the cat on the mat" = 5 of 6 tokens each way: P = R = F = 5/6
+    assert rouge_l("The cat sat on the mat.", "the cat is on the mat") == pytest.approx(5 / 6)
+    # LCS "a c" = 2; P = 2/4, R = 2/3, F = 2PR/(P+R) = 4/7
+    assert rouge_l("a b c d", "a c e") == pytest.approx(4 / 7)
+    assert rouge_l("x y", "a b") == 0.0 and rouge_l("", "a") == 0.0
+    assert rouge_l("same words here", "Same, words: here!") == 1.0
+    assert mean_rouge_l(["a b c d", "x"], ["a c e", "x"]) == pytest.approx((4 / 7 + 1) / 2)
+
+
+def test_fluency_defect_rates_hand_worked():
+    rationales = [
+        "There are 2 dogs. There are 2 dogs! So yes.",  # repeated sentence (end marks ignored)
+        "one two three one two three.",  # 3-grams: 123 231 312 123 -> 1 repeat of 4
+        "Dogs run. Cats",  # unfinished
+        "Fine.",
+    ]
+    got = fluency(rationales)
+    assert got["repeated_sentence"] == 0.25
+    assert got["unfinished"] == 0.25
+    # rationale 1: "there are 2 dogs there are 2 dogs so yes": 8 trigrams, "there are 2", "are 2 dogs" repeat
+    expected_first = 2 / 8
+    assert repeated_ngram_rate(rationales[0]) == pytest.approx(expected_first)
+    assert got["repeated_ngram"] == pytest.approx((expected_first + 0.25 + 0 + 0) / 4)
+    assert fluency([]) == {"repeated_sentence": 0.0, "repeated_ngram": 0.0, "unfinished": 0.0}
+    assert sentence_key("  So the answer is (B).") == "so the answer is (b)"
+
+
+class FirstAlwaysWins(Teacher):
+    """A Teacher with pure position bias."""
+
+    async def score_sentences(self, problem, sentences):
+        return [0.5] * len(sentences)
+
+    async def correct(self, problem, rationale):
+        return rationale
+
+    async def judge(self, problem, a, b):
+        return "a"
+
+
+def test_win_rate_cancels_position_bias_and_counts_ties_half():
+    problems = make_split(ShapesTaskConfig(), "test", 6)
+    golds = [p.solution for p in problems]
+    broken = [p.solution.split(".")[0] for p in problems]  # first sentence cut, no conclusion
+    assert win_rate(FirstAlwaysWins(), problems, golds, broken)["win_rate"] == 0.5
+    rule = RuleTeacher()
+    result = win_rate(rule, problems, golds, broken, concurrency=2)
+    assert result == {"win_rate": 1.0, "wins": 12.0, "ties": 0.0, "losses": 0.0, "judgements": 12.0}
+    assert win_rate(rule, problems, broken, golds)["win_rate"] == 0.0
+    assert win_rate(rule, problems, golds, golds)["win_rate"] == 0.5
+    with pytest.raises(ValueError, match="one rationale from each model"):
+        win_rate(rule, problems, golds, broken[:2])

@@ -1,0 +1,152 @@
+"""The offline rule Teacher: sentence scores, corrections and the pairwise judge."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ares_jax.data import Problem
+from ares_jax.data.shapes import ShapesTaskConfig, make_problem, make_split
+from ares_jax.data.shapes import claims as C
+from ares_jax.teacher import RuleTeacher, run_batch
+from ares_jax.text import split_sentences
+
+TEACHER = RuleTeacher()
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return make_split(ShapesTaskConfig(), "train", 400)
+
+
+def scores(problem, text):
+    return TEACHER.sentence_scores(problem, split_sentences(text))
+
+
+def falsified(claim, problem):
+    """A false version of a claim of `problem` (the same kind of claim, one fact changed)."""
+    if isinstance(claim, C.Count):
+        return dataclasses.replace(claim, n=claim.n + 1)
+    if isinstance(claim, C.Cell):
+        if claim.empty:
+            return C.Cell(claim.row, claim.col, "large", "red", "circle")
+        if claim.colour is not None:
+            return dataclasses.replace(claim, colour="green" if claim.colour != "green" else "blue")
+        if claim.kind is not None:
+            return dataclasses.replace(claim, kind="square" if claim.kind != "square" else "circle")
+        return dataclasses.replace(claim, size="small" if claim.size != "small" else "large")
+    if isinstance(claim, C.Compare):
+        return dataclasses.replace(claim, relation="less" if claim.relation != "less" else "more")
+    if isinstance(claim, C.Sum):
+        return dataclasses.replace(claim, total=claim.total + 1)
+    if isinstance(claim, (C.OptionIs, C.Answer)):
+        return dataclasses.replace(claim, index=(claim.index + 1) % len(problem.choices))
+    return None
+
+
+def test_gold_rationales_end_on_1_and_never_score_0(problems):
+    for p in problems:
+        s = scores(p, p.solution)
+        assert s[-1] == 1.0 and min(s) >= 0.5, (p.solution, s)
+        assert all(round(x * 10) == x * 10 for x in s)  # steps of 0.1
+
+
+def test_one_corrupted_count_scores_0_on_exactly_that_sentence(problems):
+    checked = 0
+    for p in problems:
+        sentences = split_sentences(p.solution)
+        gold = scores(p, p.solution)
+        for i, claim in enumerate(C.parse(s) for s in sentences):
+            if isinstance(claim, C.Count):
+                corrupted = sentences[:i] + [C.render(falsified(claim, p))] + sentences[i + 1:]
+                got = TEACHER.sentence_scores(p, corrupted)
+                assert got[i] == 0.0
+                assert got[:i] == gold[:i] and got[i + 1:] == gold[i + 1:], (corrupted, got, gold)
+                checked += 1
+                break
+    assert checked > 100
+
+
+def test_hand_worked_scores():
+    p = next(p for p in make_split(ShapesTaskConfig(), "train", 200) if p.extras["question_kind"] == "compare")
+    counts = [c for c in p.extras["gold_claims"] if isinstance(c, C.Count)]
+    first, second = counts
+    text = (
+        f"Let's look at the picture. {C.render(first)} {C.render(first)} "  # starter, fact, repeat
+        f"The moon is made of cheese. {C.render(falsified(second, p))} "  # unreadable, false
+        f"{C.render(C.Answer(p.answer))} {C.render(second)[:-1]}"  # answer, unfinished but true
+    )
+    assert scores(p, text) == [0.5, 1.0, 0.0, 0.0, 0.0, 1.0, 0.2]
+    # a reworded repeat of the same claim is a repeat too
+    reworded = C._wordings(first)[1]
+    assert scores(p, f"{C.render(first)} {reworded}") == [1.0, 0.0]
+    # the wrong answer, and a true claim the solution does not need
+    wrong = C.Answer((p.answer + 1) % len(p.choices))
+    assert scores(p, f"{C.render(C.Sum(1, 1, 2))} {C.render(wrong)}") == [0.5, 0.0]
+
+
+def _corrupt(problem, rng):
+    """Random damage of the kinds RL does: false facts, repeats, unreadable text, truncation."""
+    sentences = split_sentences(problem.solution)
+    out = []
+    for sentence in sentences:
+        claim = C.parse(sentence)
+        roll = rng.random()
+        if roll < 0.3 and falsified(claim, problem) is not None:
+            out.append(C.render(falsified(claim, problem), rng))
+        elif roll < 0.4:
+            out.append("blah blah the the.")
+        else:
+            out.append(sentence)
+        if rng.random() < 0.2:
+            out.append(out[-1])  # a word-for-word repeat
+    text = " ".join(out)
+    if rng.random() < 0.4:
+        text = text[: int(rng.integers(len(text) // 2, len(text)))]
+    return text
+
+
+def test_corrections_of_randomly_corrupted_rationales_score_fully_correct(problems):
+    rng = np.random.default_rng(0)
+    for p in problems:
+        corrupted = _corrupt(p, rng)
+        fixed = TEACHER.corrected(p, corrupted)
+        s = scores(p, fixed)
+        assert s[-1] == 1.0 and min(s) >= 0.5, (corrupted, fixed, s)
+        assert C.parse(split_sentences(fixed)[-1]) == C.Answer(p.answer)
+
+
+def test_correction_keeps_correct_sentences_unchanged_and_in_order(problems):
+    p = problems[0]
+    assert TEACHER.corrected(p, p.solution) == p.solution
+    assert TEACHER.corrected(p, "Solution: " + p.solution) == p.solution
+    sentences = split_sentences(p.solution)
+    claim = C.parse(sentences[0])
+    bad = C.render(falsified(claim, p)) if not isinstance(claim, C.Starter) else sentences[0]
+    fixed = split_sentences(TEACHER.corrected(p, " ".join([bad, *sentences[1:]])))
+    assert fixed[1:] == sentences[1:]
+    assert C.parse(fixed[0]) == C.made_true(C.parse(bad), p.extras["scene"], p.choices, p.answer)
+
+
+def test_judge_prefers_gold_over_corrupted_in_both_orders(problems):
+    rng = np.random.default_rng(1)
+    for p in problems[:200]:
+        corrupted = _corrupt(p, rng)
+        if scores(p, corrupted) == scores(p, p.solution):
+            continue
+        assert TEACHER.verdict(p, p.solution, corrupted) == "a", corrupted
+        assert TEACHER.verdict(p, corrupted, p.solution) == "b", corrupted
+    assert TEACHER.verdict(problems[0], problems[0].solution, problems[0].solution) == "tie"
+
+
+def test_async_interface_through_the_batch_bridge(problems):
+    batch = [(p, split_sentences(p.solution)) for p in problems[:20]]
+    assert run_batch(TEACHER.score_sentences, batch, concurrency=4) == [TEACHER.sentence_scores(*b) for b in batch]
+    with pytest.raises(ValueError, match="concurrency"):
+        run_batch(TEACHER.score_sentences, batch, concurrency=0)
+
+
+def test_problem_without_scene_is_refused_with_its_id():
+    p = Problem("sqa-42", "Which is a mammal?", ("cat", "trout"), 0, solution="A cat is a mammal.")
+    with pytest.raises(ValueError, match="'sqa-42'.*API Teacher"):
+        TEACHER.sentence_scores(p, ["A cat is a mammal."])
