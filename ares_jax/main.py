@@ -1,31 +1,48 @@
-"""`python -m ares_jax.main`: the ARES run.
+"""`python -m ares_jax.main [config=configs/X.yaml] [key=value ...]`: the run.
 
-The full loop (rollouts, Teacher feedback, PPO, corrections, SFT, evaluation, checkpoints) is
-being built; until it lands this entry point runs the foundation's end-to-end check
-(`ares_jax.smoke`): a tiny T5 trained from scratch with the jitted SFT step, then sampled.
+With no arguments: the built-in shapes task with the offline rule Teacher, on CPU in minutes.
+Settings come from the defaults, then the YAML file named by `config=`, then dotted overrides
+(`rationale.steps=400 workdir=runs/try1`). `--help` lists every key with its default.
+
+So far the run is the MM-CoT baseline (rationale SFT, answer SFT, two-stage evaluation); the
+RL and correction rounds of ARES are being added.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import sys
+
+from ares_jax.config import ConfigError, describe_keys, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ares_jax.main", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=800, help="SFT steps of the end-to-end check")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.steps <= 0:
-        parser.error(f"--steps must be positive, got {args.steps}")
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        print("keys (default):")
+        print("\n".join(f"  {line}" for line in describe_keys()))
+        return 0
+    config_path = None
+    overrides = []
+    for arg in argv:
+        if arg.startswith("config="):
+            config_path = arg.split("=", 1)[1]
+        else:
+            overrides.append(arg)
+    try:
+        config = load_config(config_path, overrides)
+    except ConfigError as error:
+        print(f"ares_jax: bad configuration: {error}", file=sys.stderr)
+        return 2
 
-    from ares_jax import smoke
+    from ares_jax import loop
 
-    print("ares_jax: the ARES loop is not in this version yet; running the foundation check "
-          "(tokenizer -> multimodal T5 -> SFT -> sampler).", flush=True)
-    result = smoke.run(steps=args.steps, seed=args.seed, log=lambda msg: print(msg, flush=True))
-    print(f"exact match {result['exact_match']:.1%}, final loss {result['final_loss']:.4f}")
+    report = loop.run(config, log=lambda message: print(message, flush=True))
+    baseline = report["baseline"]
+    print(json.dumps({k: baseline[k] for k in ("answer_accuracy", "answer_accuracy_by_kind", "rouge_l",
+                                                "mean_sentence_score", "fluency")}, indent=2))
+    print(f"report: {config.workdir}/report.json ({report['seconds']:.0f} s)")
     return 0
 
 

@@ -1,8 +1,8 @@
 """An end-to-end check of the foundation: tokenizer -> multimodal T5 -> SFT steps -> sampler.
 
 A tiny T5 learns, from random initialisation, to reverse a list of digits given as text, then
-greedy-decodes held-out lists. Runs in about a minute on a laptop CPU. It stands in for the
-ARES loop until that lands; it exercises every piece the loop is built from.
+greedy-decodes held-out lists. Runs in about a minute on a laptop CPU; the test suite uses it
+as an end-to-end learning check of tokenizer, model, SFT step and sampler together.
 """
 
 from __future__ import annotations

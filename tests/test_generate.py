@@ -27,10 +27,14 @@ CONFIG = T5Config(
 )
 
 
-@pytest.fixture(scope="module")
-def model_and_params():
-    model = MultimodalT5(CONFIG)
-    return model, init_params(model, jax.random.key(0))
+@pytest.fixture(scope="module", params=[False, True], ids=["mm-cot-fusion", "decoder-attends-image"])
+def model_and_params(request):
+    """Every sampler test runs on both memories: fused text states, and those plus image tokens."""
+    config = CONFIG.replace(vision=VisionConfig(kind="features", feature_dim=12, decoder_attends_image=request.param))
+    model = MultimodalT5(config)
+    params = init_params(model, jax.random.key(0))
+    assert ("image_memory" in params) == request.param
+    return model, params
 
 
 def prompts(seed=0, batch=5, length=11):

@@ -76,8 +76,8 @@ def solve_from_pixels(problem: Problem) -> int:
         a, b = (_count(scene, *_group(g)) for g in m.groups())
         want = "the same number" if a == b else f"more {m.group(1) if a > b else m.group(2)}"
         return choices.index(want)
-    if m := re.fullmatch(r"What (colour|kind|size) (?:of shape )?is (?:the shape )?in row (\d), column (\d)\?", q):
-        shape = scene.at(int(m.group(2)), int(m.group(3)))
+    if m := re.fullmatch(r"What (colour|kind|size) (?:of shape )?is (?:the shape )?in cell ([A-D])(\d)\?", q):
+        shape = scene.at(int(m.group(3)), "ABCD".index(m.group(2)) + 1)
         return choices.index(getattr(shape, m.group(1)))
     if m := re.fullmatch(r"What is directly (left of|right of|above|below) the (\w+) (\w+)\?", q):
         (row, col), = [pos for pos, s in scene.cells.items() if (s.colour, s.kind) == m.groups()[1:]]
@@ -129,7 +129,8 @@ def test_every_claim_wording_parses_back_to_the_claim():
 def test_prompts_follow_mm_cot_formats(problems):
     p = problems[0]
     prompt = rationale_prompt(p)
-    assert prompt.startswith(f"Question: {p.question}\nContext: {p.context}\nOptions: (A) {p.choices[0]} (B)")
+    assert p.context == ""  # the built-in task has no hint: MM-CoT writes N/A
+    assert prompt.startswith(f"Question: {p.question}\nContext: N/A\nOptions: (A) {p.choices[0]} (B)")
     assert prompt.endswith("\nSolution:")
     assert rationale_target(p) == f"Solution: {p.solution}"
     assert rationale_target(p, with_lecture=True) == f"Solution: {p.lecture} {p.solution}"

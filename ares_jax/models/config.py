@@ -32,6 +32,10 @@ class VisionConfig:
     vit_layers: int = 2
     vit_heads: int = 4
     vit_mlp_dim: int = 512
+    # Not in MM-CoT: the decoder cross-attends to the image tokens (projected to d_model) as
+    # well as to the fused text states. A small model trained from scratch learns to read the
+    # image far sooner this way (the built-in task turns it on).
+    decoder_attends_image: bool = False
 
     def __post_init__(self):
         if self.kind not in IMAGE_KINDS:

@@ -67,8 +67,8 @@ def _generate(model: MultimodalT5, sampling: SamplingConfig, params, input_ids, 
     config = model.config
     batch, steps = input_ids.shape[0], sampling.max_new_tokens
     variables = {"params": params}
-    encoded = model.apply(variables, input_ids, attention_mask, image, method=MultimodalT5.encode)
-    cache = model.apply(variables, encoded, steps, method=MultimodalT5.init_cache)
+    memory, memory_mask = model.apply(variables, input_ids, attention_mask, image, method=MultimodalT5.encode_memory)
+    cache = model.apply(variables, memory, steps, method=MultimodalT5.init_cache)
 
     def not_finished(state):
         step, _, _, _, done, _, _ = state
@@ -77,7 +77,7 @@ def _generate(model: MultimodalT5, sampling: SamplingConfig, params, input_ids, 
     def one_token(state):
         step, tokens, logprobs, mask, done, previous, cache = state
         logits, cache = model.apply(
-            variables, previous, step, cache, attention_mask, method=MultimodalT5.decode_step
+            variables, previous, step, cache, memory_mask, method=MultimodalT5.decode_step
         )
         if sampling.greedy:
             token = jnp.argmax(logits, axis=-1)

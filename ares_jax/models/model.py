@@ -68,6 +68,14 @@ class MultimodalT5(nn.Module):
             self.fusion = ImageFusion(c)
         if c.vision.kind == "pixels":
             self.vision_encoder = PatchEncoder(c.vision, c.compute_dtype)
+        if c.vision.kind != "none" and c.vision.decoder_attends_image:
+            self.image_memory = nn.Dense(
+                c.d_model,
+                dtype=c.compute_dtype,
+                param_dtype=jnp.float32,
+                kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("image_features", "embed")),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+            )
         if self.head == "value":
             self.value_head = ValueHead(c)
         elif not c.tie_word_embeddings:
@@ -80,17 +88,34 @@ class MultimodalT5(nn.Module):
             )
 
     # -- encoder side -----------------------------------------------------------------------
-    def encode(self, input_ids, attention_mask, image=None, deterministic: bool = True):
-        """`input_ids [B, S]`, `attention_mask [B, S]`, image `[B, P, F]` features or
-        `[B, H, W, 3]` pixels (or None) -> fused encoder states `[B, S, D]`."""
+    def _encode(self, input_ids, attention_mask, image, deterministic):
+        """-> (fused encoder states `[B, S, D]`, image features `[B, P, F]` or None)."""
         encoded = self.encoder(self.shared(input_ids), attention_mask, deterministic)
         if image is None:
-            return encoded
+            return encoded, None
         if self.config.vision.kind == "none":
             raise ValueError("an image was given, but model.vision.kind is 'none' (a text-only T5)")
         if self.config.vision.kind == "pixels":
             image = self.vision_encoder(image, deterministic)
-        return self.fusion(encoded, image)
+        return self.fusion(encoded, image), image
+
+    def encode(self, input_ids, attention_mask, image=None, deterministic: bool = True):
+        """`input_ids [B, S]`, `attention_mask [B, S]`, image `[B, P, F]` features or
+        `[B, H, W, 3]` pixels (or None) -> fused encoder states `[B, S, D]`."""
+        return self._encode(input_ids, attention_mask, image, deterministic)[0]
+
+    def encode_memory(self, input_ids, attention_mask, image=None, deterministic: bool = True):
+        """What the decoder cross-attends to: (`memory [B, M, D]`, `memory_mask [B, M]`).
+
+        The fused encoder states (`M = S`), followed by the image tokens (`M = S + P`) when
+        `vision.decoder_attends_image` is on and an image is given."""
+        encoded, features = self._encode(input_ids, attention_mask, image, deterministic)
+        if features is None or not self.config.vision.decoder_attends_image:
+            return encoded, attention_mask
+        image_tokens = self.image_memory(features.astype(self.config.compute_dtype)).astype(encoded.dtype)
+        image_mask = jnp.ones(image_tokens.shape[:2], attention_mask.dtype)
+        return (jnp.concatenate([encoded, image_tokens], axis=1),
+                jnp.concatenate([attention_mask, image_mask], axis=1))
 
     # -- decoder side -----------------------------------------------------------------------
     def _output(self, hidden):
@@ -123,8 +148,8 @@ class MultimodalT5(nn.Module):
         image=None,
         deterministic: bool = True,
     ):
-        encoded = self.encode(input_ids, attention_mask, image, deterministic)
-        return self.decode(encoded, attention_mask, decoder_input_ids, decoder_attention_mask, deterministic)
+        memory, memory_mask = self.encode_memory(input_ids, attention_mask, image, deterministic)
+        return self.decode(memory, memory_mask, decoder_input_ids, decoder_attention_mask, deterministic)
 
     # -- cached decoding --------------------------------------------------------------------
     def init_cache(self, encoded, max_length: int):

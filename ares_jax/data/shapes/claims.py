@@ -84,7 +84,7 @@ Claim = Count | Cell | Compare | Sum | OptionIs | Answer | Starter
 STARTERS = (
     "Let's look at the picture.",
     "Look at each cell of the grid.",
-    "Rows count from the top and columns from the left.",
+    "Columns are lettered from the left and rows numbered from the top.",
     "Let's count the shapes.",
     "Let's compare the two groups.",
     "Let's check each option.",
@@ -94,6 +94,12 @@ _STARTER_KEYS = {s.lower().rstrip("."): s for s in STARTERS}
 
 def letter(index: int) -> str:
     return f"({LETTERS[index]})"
+
+
+def cell_name(row: int, col: int) -> str:
+    """Spreadsheet-style name of a cell: column letter, then row number ("B3": row 3, column 2).
+    One short word per cell, so a small model ties it to the cell's image features quickly."""
+    return f"{chr(ord('A') + col - 1)}{row}"
 
 
 def describe(size=None, colour=None, kind=None, plural: bool = False) -> str:
@@ -134,14 +140,14 @@ def _wordings(claim: Claim) -> list[str]:
             out.append(f"The {claim.region} has {n} {desc_one if claim.n == 1 else desc_many}.")
         return out
     if isinstance(claim, Cell):
-        where = f"row {claim.row}, column {claim.col}"
+        where = f"cell {cell_name(claim.row, claim.col)}"
         if claim.empty:
-            return [f"Row {claim.row}, column {claim.col} is empty.", f"There is nothing in {where}."]
+            return [f"{_capitalise(where)} is empty.", f"There is nothing in {where}."]
         desc = describe(claim.size, claim.colour, claim.kind)
         if claim.kind is None:  # one attribute, no kind: "... is green."
             words = " ".join(w for w in (claim.size, claim.colour) if w)
             return [f"The shape in {where} is {words}."]
-        out = [f"The shape in {where} is a {desc}.", f"Row {claim.row}, column {claim.col} has a {desc}.",
+        out = [f"The shape in {where} is a {desc}.", f"{_capitalise(where)} has a {desc}.",
                f"In {where} there is a {desc}."]
         if claim.colour:  # unambiguous enough to name first
             out.append(f"The {desc} is in {where}.")
@@ -174,7 +180,7 @@ _COLOUR = "|".join(COLOURS)
 _KIND = "|".join(KINDS)
 _DESC = rf"(?:({_SIZE}) )?(?:({_COLOUR}) )?({_KIND}|shape)s?"
 _REGION = "|".join(r.split()[0] for r in REGIONS)
-_WHERE = r"row (\d+), column (\d+)"
+_WHERE = r"cell ([a-z])(\d+)"
 _PATTERNS = [
     ("count", re.compile(rf"^(?:there (?:are|is)|i count|i see) {_NUM} {_DESC}(?: in the ({_REGION}) half)?$")),
     ("count_region_first", re.compile(rf"^the ({_REGION}) half has {_NUM} {_DESC}$")),
@@ -195,6 +201,10 @@ _PATTERNS = [
     ("option_first", re.compile(r"^option \(([a-e])\) is (.+)$")),
     ("option_last", re.compile(r"^(.+) is option \(([a-e])\)$")),
 ]
+
+
+def _row_col(column_letter: str, row_digits: str) -> tuple[int, int]:
+    return int(row_digits), ord(column_letter) - ord("a") + 1
 
 
 def _int(token: str) -> int:
@@ -221,16 +231,16 @@ def parse(sentence: str) -> Claim | None:
             return Count(_int(g[1]), g[2], g[3], kind, f"{g[0]} half")
         if name == "cell":
             kind = None if g[4] == "shape" else g[4]
-            return Cell(int(g[0]), int(g[1]), g[2], g[3], kind)
+            return Cell(*_row_col(g[0], g[1]), g[2], g[3], kind)
         if name == "cell_attribute":
             if g[2] is None and g[3] is None:
                 return None
-            return Cell(int(g[0]), int(g[1]), g[2], g[3], None)
+            return Cell(*_row_col(g[0], g[1]), g[2], g[3], None)
         if name == "cell_named_first":
             kind = None if g[2] == "shape" else g[2]
-            return Cell(int(g[3]), int(g[4]), g[0], g[1], kind)
+            return Cell(*_row_col(g[3], g[4]), g[0], g[1], kind)
         if name == "empty":
-            return Cell(int(g[0]), int(g[1]), empty=True)
+            return Cell(*_row_col(g[0], g[1]), empty=True)
         if name == "compare":
             relation = "more" if g[1] in ("more", "greater") else "less"
             return Compare(int(g[0]), int(g[2]), relation)

@@ -135,29 +135,61 @@ def render(scene: Scene, cell_px: int = 16) -> np.ndarray:
     return image
 
 
-def read_scene(image: np.ndarray, rows: int = 4, cols: int = 4) -> Scene:
-    """Recover the scene from pixels alone: per cell, the non-background pixels give the colour
-    (nearest palette entry), the size (bounding-box width) and the kind (fill of the box)."""
+def _cells(image: np.ndarray, rows: int, cols: int):
+    """Per cell (row, col, ink mask `[cell_px - 1, cell_px - 1]`, tile pixels), grid lines cut off."""
     height, width, _ = image.shape
     cell_px = height // rows
     if height != rows * cell_px or width != cols * cell_px:
         raise ValueError(f"image of {height}x{width} pixels does not split into a {rows}x{cols} grid")
-    palette = np.array(list(PALETTE.values()), np.float32)
-    cells = {}
     for row in range(1, rows + 1):
         for col in range(1, cols + 1):
             tile = image[(row - 1) * cell_px + 1:row * cell_px, (col - 1) * cell_px + 1:col * cell_px]
             ink = np.abs(tile.astype(np.int32) - np.array(BACKGROUND)).sum(-1) > 60
-            if not ink.any():
-                continue
-            ys, xs = np.nonzero(ink)
-            box_h, box_w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
-            fill = ink.sum() / (box_h * box_w)
-            colour = list(PALETTE)[int(np.argmin(((palette - tile[ink].mean(0)) ** 2).sum(-1)))]
-            size = "large" if box_w > cell_px // 2 else "small"
-            kind = "square" if fill > 0.95 else "circle" if fill > 0.72 else "triangle"
-            cells[(row, col)] = Shape(size, colour, kind)
+            yield row, col, ink, tile
+
+
+def _measure(ink: np.ndarray, tile: np.ndarray):
+    """(mean ink colour [3], box height, box width, fill of the box) of a non-empty cell."""
+    ys, xs = np.nonzero(ink)
+    box_h, box_w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    return tile[ink].mean(0), box_h, box_w, ink.sum() / (box_h * box_w)
+
+
+def read_scene(image: np.ndarray, rows: int = 4, cols: int = 4) -> Scene:
+    """Recover the scene from pixels alone: per cell, the non-background pixels give the colour
+    (nearest palette entry), the size (bounding-box width) and the kind (fill of the box)."""
+    palette = np.array(list(PALETTE.values()), np.float32)
+    cell_px = image.shape[0] // rows
+    cells = {}
+    for row, col, ink, tile in _cells(image, rows, cols):
+        if not ink.any():
+            continue
+        colour_mean, _, box_w, fill = _measure(ink, tile)
+        colour = list(PALETTE)[int(np.argmin(((palette - colour_mean) ** 2).sum(-1)))]
+        size = "large" if box_w > cell_px // 2 else "small"
+        kind = "square" if fill > 0.95 else "circle" if fill > 0.72 else "triangle"
+        cells[(row, col)] = Shape(size, colour, kind)
     return Scene(rows, cols, cells)
+
+
+def cell_features(image: np.ndarray, rows: int = 4, cols: int = 4) -> np.ndarray:
+    """Frozen per-cell image features `[rows * cols, 7 + rows + cols]` float32, row-major.
+
+    What a fixed object detector would report for each cell, measured from the pixels: mean ink
+    colour (RGB / 255), share of the cell inked, bounding-box height and width (/ cell size),
+    fill of the box, then one-hot row and column. The model gets these as precomputed features,
+    as MM-CoT gets frozen ViT/DETR features; it still has to learn what they mean.
+    """
+    cell_px = image.shape[0] // rows
+    features = np.zeros((rows * cols, 7 + rows + cols), np.float32)
+    for index, (row, col, ink, tile) in enumerate(_cells(image, rows, cols)):
+        if ink.any():
+            colour_mean, box_h, box_w, fill = _measure(ink, tile)
+            features[index, :3] = colour_mean / 255.0
+            features[index, 3:7] = ink.mean(), box_h / cell_px, box_w / cell_px, fill
+        features[index, 7 + row - 1] = 1.0
+        features[index, 7 + rows + col - 1] = 1.0
+    return features
 
 
 def png_bytes(image: np.ndarray) -> bytes:

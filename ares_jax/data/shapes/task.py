@@ -24,8 +24,8 @@ _DIRECTIONS = {"left of": (0, -1), "right of": (0, 1), "above": (-1, 0), "below"
 _LECTURES = {
     "count": "To count shapes in a grid, count each part of the grid and add the parts up.",
     "compare": "To compare two groups, count each group; the group with the larger count has more.",
-    "lookup": "Rows are numbered from the top and columns from the left, starting at 1.",
-    "spatial": "Directly left of a cell is the cell in the same row, one column to the left.",
+    "lookup": "A cell is named by its column letter (A at the left) and its row number (1 at the top).",
+    "spatial": "Directly left of cell C2 is cell B2; directly above it is cell C1.",
     "which_true": "Check each statement against the picture; exactly one of them is true.",
 }
 
@@ -47,6 +47,8 @@ class ShapesTaskConfig:
         unknown = [k for k in self.kinds if k not in QUESTION_KINDS]
         if unknown or not self.kinds:
             raise ValueError(f"data.shapes.kinds: unknown {unknown}; choose from {QUESTION_KINDS}")
+        if not (1 <= self.rows <= 9 and 1 <= self.cols <= 26):
+            raise ValueError("data.shapes: rows must be 1..9 and cols 1..26 (cells are named A1..Z9)")
         if not 1 <= self.min_shapes <= self.max_shapes <= self.rows * self.cols:
             raise ValueError(
                 f"data.shapes: need 1 <= min_shapes ({self.min_shapes}) <= max_shapes ({self.max_shapes}) "
@@ -122,7 +124,7 @@ def _lookup_question(scene: Scene, rng):
     row, col = scene.positions()[rng.integers(len(scene.cells))]
     shape = scene.at(row, col)
     attribute = ("colour", "kind", "size")[rng.integers(3)]
-    where = f"row {row}, column {col}"
+    where = f"cell {C.cell_name(row, col)}"
     if attribute == "colour":
         question, pool, n_options = f"What colour is the shape in {where}?", COLOURS, int(rng.integers(2, 5))
     elif attribute == "kind":
@@ -134,7 +136,7 @@ def _lookup_question(scene: Scene, rng):
     choices = others + [truth]
     rng.shuffle(choices)
     answer = choices.index(truth)
-    claims = _maybe_starter(rng, "Rows count from the top and columns from the left.") + [
+    claims = _maybe_starter(rng, "Columns are lettered from the left and rows numbered from the top.") + [
         C.Cell(row, col, shape.size, shape.colour, shape.kind),
         C.Cell(row, col, **{attribute: truth}),
         C.OptionIs(answer, truth),
@@ -241,7 +243,7 @@ def make_problem(config: ShapesTaskConfig, split: str, index: int) -> Problem:
         question=question,
         choices=tuple(choices),
         answer=answer,
-        context=f"The picture is a grid with {config.rows} rows and {config.cols} columns.",
+        context="",
         image=render(scene, config.cell_px),
         lecture=_LECTURES[kind],
         solution=solution,

@@ -1,0 +1,266 @@
+"""The run's configuration: one typed dataclass tree, YAML files and `key=value` overrides.
+
+`load_config(path, overrides)` starts from the defaults below, applies the YAML file (if any),
+then each dotted override (`rationale.steps=400`), checking every key and value against the
+tree: an unknown key or a value of the wrong type stops the run with a message naming the key
+and what is allowed. Range checks live in each section's `__post_init__`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ares_jax.data.shapes.task import ShapesTaskConfig
+
+
+class ConfigError(ValueError):
+    """A bad configuration key or value; the message names the key."""
+
+
+class _FieldError(ConfigError):
+    """A range error of one field; `_build` puts the section's path in front of it."""
+
+
+def _positive(obj, *names):
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise _FieldError(f"{name} must be positive, got {getattr(obj, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    source: str = "shapes"
+    shapes: ShapesTaskConfig = dataclasses.field(default_factory=lambda: ShapesTaskConfig(train_size=4000, val_size=200, test_size=500))
+    vocab_size: int = 600  # of the BPE tokenizer built from the training corpus
+
+    def __post_init__(self):
+        if self.source != "shapes":
+            raise _FieldError(f"source must be 'shapes' (the only source so far), got {self.source!r}")
+        _positive(self, "vocab_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """A multimodal T5 from random initialisation.
+
+    image_input: "features" gives the model frozen per-cell features measured from the pixels
+    (as MM-CoT uses frozen ViT/DETR features); "pixels" trains the small ViT end to end (slower
+    to learn on a CPU budget).
+    """
+
+    image_input: str = "features"
+    d_model: int = 96
+    num_heads: int = 4
+    d_ff: int = 384
+    num_layers: int = 2
+    num_decoder_layers: int = 2
+    dropout_rate: float = 0.0
+    vit_layers: int = 1
+    patch_size: int = 16
+    max_source_length: int = 80
+    max_target_length: int = 64
+    max_answer_source_length: int = 144
+
+    def __post_init__(self):
+        _positive(self, "d_model", "num_heads", "d_ff", "num_layers", "num_decoder_layers", "patch_size",
+                  "max_source_length", "max_target_length", "max_answer_source_length")
+        if self.image_input not in ("features", "pixels"):
+            raise _FieldError(f"image_input must be 'features' or 'pixels', got {self.image_input!r}")
+        if self.d_model % self.num_heads:
+            raise _FieldError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise _FieldError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTConfig:
+    steps: int = 600
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+
+    def __post_init__(self):
+        _positive(self, "steps", "batch_size", "learning_rate")
+        if self.warmup_steps < 0 or self.weight_decay < 0:
+            raise _FieldError("warmup_steps and weight_decay must be >= 0")
+        if self.warmup_steps >= self.steps:
+            raise _FieldError(f"warmup_steps ({self.warmup_steps}) must be less than steps ({self.steps})")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 100
+    max_new_tokens: int = 64
+
+    def __post_init__(self):
+        _positive(self, "batch_size", "max_new_tokens")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    workdir: str = "runs/default"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    rationale: SFTConfig = dataclasses.field(default_factory=SFTConfig)
+    answer: SFTConfig = dataclasses.field(default_factory=lambda: SFTConfig(steps=150))
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+
+# ---- building a tree from dicts, with checks -------------------------------------------------
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, tp, value):
+    """`value` as type `tp`, or a ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} is a section; give its keys ({', '.join(f.name for f in dataclasses.fields(tp))})")
+        return _build(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(key, option, value)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(f"{key}: {value!r} is not {' or '.join(_type_name(t) for t in typing.get_args(tp))}")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        (item,) = typing.get_args(tp)[:1]
+        return tuple(_coerce(key, item, v) for v in value)
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key} must be one of {typing.get_args(tp)}, got {value!r}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be an integer, got {value!r}") from None
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _build(cls, values: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]}; {prefix or 'the top level'} has: {', '.join(sorted(names))}")
+    defaults = cls()
+    kwargs = {}
+    for name in names:
+        key = f"{prefix}.{name}" if prefix else name
+        if name in values:
+            if dataclasses.is_dataclass(hints[name]) and isinstance(values[name], dict):
+                merged = dict(_as_dict(getattr(defaults, name)), **values[name])
+                kwargs[name] = _coerce(key, hints[name], merged)
+            else:
+                kwargs[name] = _coerce(key, hints[name], values[name])
+    try:
+        return cls(**kwargs)
+    except _FieldError as error:
+        raise ConfigError(f"{prefix}.{error}" if prefix else str(error)) from None
+    except ValueError as error:  # a section's own range check (e.g. ShapesTaskConfig)
+        raise ConfigError(str(error)) from None
+
+
+def _as_dict(obj) -> dict:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+def to_dict(config) -> dict:
+    """Plain nested dict of a config (tuples as lists), for YAML/JSON."""
+
+    def convert(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(config)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any):
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: {part} is a value, not a section")
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults, then the YAML file at `path`, then `key=value` overrides (dotted keys)."""
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(loaded).__name__}")
+        tree = loaded
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+    return _build(Config, tree)
+
+
+def describe_keys(config=None, prefix: str = "") -> list[str]:
+    """`key = default` lines of every leaf key, for `--help`."""
+    config = Config() if config is None else config
+    lines = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            lines += describe_keys(value, key + ".")
+        else:
+            lines.append(f"{key} = {value!r}")
+    return lines

@@ -1,0 +1,103 @@
+"""From `Problem` records to the numpy batches the jitted steps take (host side, no JAX)."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ares_jax.data.problem import Problem
+from ares_jax.data.prompts import answer_prompt, answer_target, rationale_prompt, rationale_target
+from ares_jax.text.tokenizer import Tokenizer, train_bpe_tokenizer
+
+
+def build_tokenizer(problems: Sequence[Problem], vocab_size: int) -> Tokenizer:
+    """A byte-level BPE tokenizer trained on the prompts, rationales and answers of `problems`."""
+    corpus = []
+    for p in problems:
+        corpus += [rationale_prompt(p), rationale_target(p, with_lecture=True), answer_target(p)]
+    return train_bpe_tokenizer(corpus, vocab_size)
+
+
+def stack_images(problems: Sequence[Problem]) -> np.ndarray | None:
+    """`[B, ...]` image array (pixels or features) of problems that all have one; None when none
+    has one; an error naming the first problem without one when only some do."""
+    images = [p.image for p in problems]
+    if all(image is None for image in images):
+        return None
+    for p, image in zip(problems, images):
+        if not isinstance(image, np.ndarray):
+            raise ValueError(
+                f"problem {p.id!r} has no image array (got {type(image).__name__}); a batch must be all "
+                "images or all text-only"
+            )
+    return np.stack(images)
+
+
+def encode_prompts(tokenizer: Tokenizer, prompts: Sequence[str], images: np.ndarray | None, max_length: int) -> dict:
+    """`input_ids`, `attention_mask` `[B, max_length]` int32, and `image` `[B, ...]` unless None."""
+    ids, mask = tokenizer.batch_encode(prompts, max_length)
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if images is not None:
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
+        batch["image"] = images
+    return batch
+
+
+def encode_sft(
+    tokenizer: Tokenizer,
+    prompts: Sequence[str],
+    targets: Sequence[str],
+    images: np.ndarray | None,
+    max_source_length: int,
+    max_target_length: int,
+    decoder_start_token_id: int = 0,
+) -> dict:
+    """A teacher-forcing batch: prompts as `encode_prompts`, plus `decoder_input_ids` (targets
+    shifted right after the start token), `labels` and `label_mask` `[B, max_target_length]`."""
+    batch = encode_prompts(tokenizer, prompts, images, max_source_length)
+    labels, label_mask = tokenizer.batch_encode(targets, max_target_length)
+    decoder_input_ids = np.concatenate(
+        [np.full((len(targets), 1), decoder_start_token_id, np.int32), labels[:, :-1]], axis=1
+    )
+    return dict(batch, decoder_input_ids=decoder_input_ids, labels=labels, label_mask=label_mask)
+
+
+def rationale_examples(problems: Sequence[Problem], rationales: Sequence[str] | None = None):
+    """(prompts, targets) of the rationale stage; targets are the gold solutions unless given."""
+    prompts = [rationale_prompt(p) for p in problems]
+    if rationales is None:
+        targets = [rationale_target(p) for p in problems]
+    else:
+        targets = [r if r.startswith("Solution:") else f"Solution: {r}" for r in rationales]
+    return prompts, targets
+
+
+def answer_examples(problems: Sequence[Problem], rationales: Sequence[str]):
+    """(prompts, targets) of the answer stage: question + rationale -> "The answer is (X).". """
+    return [answer_prompt(p, r) for p, r in zip(problems, rationales)], [answer_target(p) for p in problems]
+
+
+def shuffled_batches(arrays: dict, batch_size: int, rng: np.random.Generator) -> Iterator[dict]:
+    """Endless batches of `batch_size` rows: each epoch a fresh permutation, the last partial
+    batch of an epoch dropped (fixed shapes: one compilation)."""
+    n = len(next(iter(arrays.values())))
+    if n < batch_size:
+        raise ValueError(f"{n} examples are fewer than one batch of {batch_size}")
+    while True:
+        order = rng.permutation(n)
+        for start in range(0, n - batch_size + 1, batch_size):
+            rows = order[start:start + batch_size]
+            yield {key: value[rows] for key, value in arrays.items()}
+
+
+def fixed_batches(arrays: dict, batch_size: int) -> Iterator[tuple[dict, int]]:
+    """Batches in order for inference, the last one padded by repeating row 0 to `batch_size`
+    (fixed shapes); yields (batch, number of real rows)."""
+    n = len(next(iter(arrays.values())))
+    for start in range(0, n, batch_size):
+        rows = np.arange(start, min(start + batch_size, n))
+        real = len(rows)
+        rows = np.concatenate([rows, np.zeros(batch_size - real, rows.dtype)])
+        yield {key: value[rows] for key, value in arrays.items()}, real

@@ -1,0 +1,85 @@
+"""From problems to token batches."""
+
+import numpy as np
+import pytest
+
+from ares_jax.data import answer_target
+from ares_jax.data.batching import (
+    answer_examples,
+    build_tokenizer,
+    encode_prompts,
+    encode_sft,
+    fixed_batches,
+    rationale_examples,
+    shuffled_batches,
+    stack_images,
+)
+from ares_jax.data.problem import Problem
+from ares_jax.data.shapes import ShapesTaskConfig, make_split
+from ares_jax.data.shapes.scene import cell_features, read_scene
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return make_split(ShapesTaskConfig(), "train", 200)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(problems):
+    return build_tokenizer(problems, 400)
+
+
+def test_tokenizer_round_trips_the_task_text(problems, tokenizer):
+    prompts, targets = rationale_examples(problems[:20])
+    for text in prompts + targets:
+        assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_sft_batch_shifts_targets_right_after_the_start_token(problems, tokenizer):
+    prompts, targets = rationale_examples(problems[:4])
+    batch = encode_sft(tokenizer, prompts, targets, stack_images(problems[:4]), 80, 64, decoder_start_token_id=0)
+    labels, mask = batch["labels"], batch["label_mask"]
+    np.testing.assert_array_equal(batch["decoder_input_ids"][:, 0], 0)
+    np.testing.assert_array_equal(batch["decoder_input_ids"][:, 1:], labels[:, :-1])
+    for row, target in enumerate(targets):
+        n = int(mask[row].sum())
+        assert tokenizer.decode(labels[row, :n]) == target and labels[row, n - 1] == tokenizer.eos_id
+    assert batch["image"].shape == (4, 64, 64, 3) and batch["input_ids"].shape == (4, 80)
+
+
+def test_answer_examples_pair_rationale_with_answer(problems):
+    prompts, targets = answer_examples(problems[:2], ["It is red.", "Solution: So (A)."])
+    assert prompts[0].endswith("Solution: It is red.\nAnswer:") and prompts[1].endswith("Solution: So (A).\nAnswer:")
+    assert targets == [answer_target(p) for p in problems[:2]]
+
+
+def test_images_must_be_all_or_none(problems):
+    text_only = Problem("t1", "?", ("a", "b"), 0)
+    assert stack_images([text_only, text_only]) is None
+    with pytest.raises(ValueError, match="'t1' has no image array"):
+        stack_images([problems[0], text_only])
+    with pytest.raises(ValueError, match="3 images for 2 prompts"):
+        encode_prompts(build_tokenizer(problems[:5], 300), ["a", "b"], np.zeros((3, 2)), 4)
+
+
+def test_shuffled_batches_cover_each_epoch_once_and_fixed_batches_pad():
+    arrays = {"x": np.arange(10)}
+    batches = shuffled_batches(arrays, 3, np.random.default_rng(0))
+    epoch = np.concatenate([next(batches)["x"] for _ in range(3)])
+    assert len(set(epoch.tolist())) == 9  # 3 full batches of 3, the leftover row dropped
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        next(shuffled_batches(arrays, 11, np.random.default_rng(0)))
+    got = list(fixed_batches(arrays, 4))
+    assert [real for _, real in got] == [4, 4, 2]
+    np.testing.assert_array_equal(got[-1][0]["x"], [8, 9, 0, 0])
+
+
+def test_cell_features_carry_what_the_pixels_show(problems):
+    for p in problems[:50]:
+        features = cell_features(p.image)
+        scene = read_scene(p.image)
+        assert features.shape == (16, 15)
+        for index in range(16):
+            row, col = divmod(index, 4)
+            assert features[index, 7 + row] == 1 and features[index, 11 + col] == 1
+            assert (features[index, 3] > 0) == (scene.at(row + 1, col + 1) is not None)

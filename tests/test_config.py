@@ -1,0 +1,65 @@
+"""The config tree: YAML + dotted overrides, and clear errors that name the key."""
+
+import re
+
+import pytest
+
+from ares_jax.config import Config, ConfigError, describe_keys, load_config, to_dict
+from ares_jax.main import main
+
+
+def test_defaults_yaml_then_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("seed: 3\nrationale:\n  steps: 20\n  warmup_steps: 2\n  batch_size: 8\ndata:\n  shapes:\n    kinds: [count, lookup]\n")
+    config = load_config(path, ["rationale.steps=5", "rationale.warmup_steps=2", "model.d_model=32", "workdir=/tmp/x"])
+    assert config.seed == 3 and config.rationale.steps == 5 and config.rationale.batch_size == 8
+    assert config.rationale.learning_rate == Config().rationale.learning_rate  # untouched keys keep defaults
+    assert config.data.shapes.kinds == ("count", "lookup")
+    assert config.data.shapes.test_size == Config().data.shapes.test_size
+    assert config.model.d_model == 32 and config.workdir == "/tmp/x"
+    assert load_config(None, []) == Config()
+    assert to_dict(load_config(None, []))["data"]["shapes"]["kinds"] == list(Config().data.shapes.kinds)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("rationale.stepz=3", "unknown key rationale.stepz; rationale has: batch_size, learning_rate"),
+        ("bogus=1", "unknown key bogus"),
+        ("rationale.steps=many", "rationale.steps must be an integer, got 'many'"),
+        ("rationale.steps=0", "rationale.steps must be positive"),
+        ("model.dropout_rate=1.5", "model.dropout_rate must be in"),
+        ("model.image_input=video", "model.image_input must be 'features' or 'pixels'"),
+        ("data.shapes.kinds=[count,colouring]", "data.shapes.kinds: unknown ['colouring']"),
+        ("rationale=3", "rationale is a section"),
+        ("answer.warmup_steps=-1", "answer.warmup_steps and weight_decay must be >= 0"),
+        ("answer.steps=10", "answer.warmup_steps (50) must be less than steps (10)"),
+        ("model.d_model=50", "model.d_model (50) must be divisible by num_heads (4)"),
+        ("seed", "not key=value"),
+    ],
+)
+def test_bad_keys_and_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, [override])
+
+
+def test_bad_yaml_files_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1,\n")
+    with pytest.raises(ConfigError, match=f"{bad} is not valid YAML"):
+        load_config(bad)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(listed)
+
+
+def test_command_line_reports_bad_config_before_any_work(capsys):
+    assert main(["rationale.stepz=3"]) == 2
+    assert "bad configuration: unknown key rationale.stepz" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "rationale.steps = " in out and "data.shapes.train_size = " in out
+    assert len(describe_keys()) == out.count(" = ")
