@@ -55,9 +55,9 @@ class ModelConfig:
     """
 
     image_input: str = "features"
-    d_model: int = 96
+    d_model: int = 64
     num_heads: int = 4
-    d_ff: int = 384
+    d_ff: int = 256
     num_layers: int = 2
     num_decoder_layers: int = 2
     dropout_rate: float = 0.0
@@ -80,9 +80,9 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SFTConfig:
-    steps: int = 600
+    steps: int = 1000
     batch_size: int = 32
-    learning_rate: float = 2e-3
+    learning_rate: float = 3e-3
     warmup_steps: int = 50
     weight_decay: float = 0.01
 
@@ -110,7 +110,7 @@ class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     rationale: SFTConfig = dataclasses.field(default_factory=SFTConfig)
-    answer: SFTConfig = dataclasses.field(default_factory=lambda: SFTConfig(steps=150))
+    answer: SFTConfig = dataclasses.field(default_factory=lambda: SFTConfig(steps=200))
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
 

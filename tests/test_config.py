@@ -63,3 +63,9 @@ def test_command_line_reports_bad_config_before_any_work(capsys):
     out = capsys.readouterr().out
     assert "rationale.steps = " in out and "data.shapes.train_size = " in out
     assert len(describe_keys()) == out.count(" = ")
+
+
+def test_default_yaml_states_the_defaults():
+    from pathlib import Path
+
+    assert load_config(Path(__file__).parent.parent / "configs" / "default.yaml") == Config()

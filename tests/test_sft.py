@@ -6,7 +6,6 @@ import numpy as np
 import optax
 
 from ares_jax import smoke
-from ares_jax.main import main
 from ares_jax.models import MultimodalT5, T5Config, init_params
 from ares_jax.sft import make_sft_step, token_cross_entropy
 from ares_jax.train_state import TrainState, adamw
@@ -65,11 +64,3 @@ def test_smoke_run_learns_to_reverse_digits():
     result = smoke.run(steps=800, log=lambda _: None)
     assert result["final_loss"] < 0.3
     assert result["exact_match"] >= 0.6
-
-
-def test_main_rejects_bad_steps(capsys):
-    import pytest
-
-    with pytest.raises(SystemExit):
-        main(["--steps", "0"])
-    assert "--steps must be positive" in capsys.readouterr().err
