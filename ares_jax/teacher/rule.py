@@ -41,7 +41,7 @@ class RuleTeacher(Teacher):
         return scene
 
     def _facts(self, problem: Problem):
-        """(claim or None, is it true) for a parsed sentence, bound to this problem."""
+        """(the problem's scene, a truth check of a claim against this problem)."""
         scene = self._scene_of(problem)
 
         def check(claim):

@@ -161,7 +161,7 @@ def _spatial_question(scene: Scene, rng):
     truth = f"a {neighbour.describe()}"
     distractors = {f"a {s.describe()}" for s in scene.cells.values()} - {truth}
     while len(distractors) < 3:
-        distractors.add(f"a {Shape(*(rng.choice(v) for v in (SIZES, COLOURS, KINDS))).describe()}" )
+        distractors.add(f"a {Shape(*(rng.choice(v) for v in (SIZES, COLOURS, KINDS))).describe()}")
         distractors.discard(truth)
     n_options = int(rng.integers(2, 5))
     choices = rng.choice(sorted(distractors), size=n_options - 1, replace=False).tolist() + [truth]
