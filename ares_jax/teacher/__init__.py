@@ -2,3 +2,4 @@
 
 from ares_jax.teacher.base import Teacher, Verdict, run_batch
 from ares_jax.teacher.rule import RuleTeacher
+from ares_jax.teacher.parsing import TeacherFormatError, parse_sentence_scores
