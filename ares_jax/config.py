@@ -103,6 +103,44 @@ class EvalConfig:
         _positive(self, "batch_size", "max_new_tokens")
 
 
+TEACHER_BACKENDS = ("rule", "openai", "anthropic")
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig:
+    """Who gives the AI feedback. `rule` is the offline Teacher of the built-in task; `openai`
+    also serves OpenAI-compatible servers (vLLM, Ollama, llama.cpp) through `base_url`. The key
+    is read from the environment variable `api_key_env` (default OPENAI_API_KEY /
+    ANTHROPIC_API_KEY), never from a file. Prices are USD per million tokens, for the cost
+    shown in metrics and the `max_cost_usd` cap (0: no cap)."""
+
+    backend: str = "rule"
+    model: str = ""
+    base_url: str = ""
+    api_key_env: str = ""
+    timeout_s: float = 60.0
+    concurrency: int = 8
+    requests_per_minute: float = 0.0
+    tokens_per_minute: float = 0.0
+    max_retries: int = 6
+    max_repairs: int = 2
+    max_requests: int = 0
+    max_cost_usd: float = 0.0
+    price_input_per_mtok: float = 0.0
+    price_output_per_mtok: float = 0.0
+
+    def __post_init__(self):
+        if self.backend not in TEACHER_BACKENDS:
+            raise _FieldError(f"backend must be one of {TEACHER_BACKENDS}, got {self.backend!r}")
+        if self.backend != "rule" and not self.model:
+            raise _FieldError(f"model must name the {self.backend} model (e.g. teacher.model=claude-3-haiku-20240307)")
+        _positive(self, "timeout_s", "concurrency")
+        for name in ("requests_per_minute", "tokens_per_minute", "max_retries", "max_repairs", "max_requests",
+                     "max_cost_usd", "price_input_per_mtok", "price_output_per_mtok"):
+            if getattr(self, name) < 0:
+                raise _FieldError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     seed: int = 0
@@ -112,6 +150,7 @@ class Config:
     rationale: SFTConfig = dataclasses.field(default_factory=SFTConfig)
     answer: SFTConfig = dataclasses.field(default_factory=lambda: SFTConfig(steps=200))
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
 
 
 # ---- building a tree from dicts, with checks -------------------------------------------------

@@ -36,7 +36,7 @@ from ares_jax.eval.metrics import answer_accuracy, fluency, mean_rouge_l
 from ares_jax.models import MultimodalT5, SamplingConfig, T5Config, VisionConfig, count_params, generate, init_params
 from ares_jax.sft import make_sft_step
 from ares_jax.teacher.base import Teacher, run_batch
-from ares_jax.teacher.rule import RuleTeacher
+from ares_jax.teacher.factory import make_teacher
 from ares_jax.text.sentences import split_sentences
 from ares_jax.text.tokenizer import Tokenizer
 from ares_jax.train_state import TrainState, adamw
@@ -117,9 +117,12 @@ def infer_answers(model, params, tokenizer, problems: Sequence[Problem], rationa
 
 
 def evaluate(rationales: Sequence[str], answers: Sequence[int], problems: Sequence[Problem],
-             teacher: Teacher) -> dict:
-    """Answer accuracy, ROUGE-L against gold, fluency defects and the Teacher's mean sentence score."""
-    scores = run_batch(teacher.score_sentences, [(p, split_sentences(r)) for p, r in zip(problems, rationales)])
+             teacher: Teacher, concurrency: int) -> dict:
+    """Answer accuracy, ROUGE-L against gold, fluency defects and the Teacher's mean sentence
+    score (unscored rationales left out of the mean)."""
+    scores = run_batch(teacher.score_sentences, [(p, split_sentences(r)) for p, r in zip(problems, rationales)],
+                       concurrency)
+    scored = [s for s in scores if s is not None]
     by_kind: dict[str, list[bool]] = {}
     for p, a in zip(problems, answers):
         by_kind.setdefault(p.extras.get("question_kind", "all"), []).append(a == p.answer)
@@ -128,7 +131,8 @@ def evaluate(rationales: Sequence[str], answers: Sequence[int], problems: Sequen
         "answer_accuracy_by_kind": {k: float(np.mean(v)) for k, v in sorted(by_kind.items())},
         "rouge_l": mean_rouge_l(rationales, [p.solution for p in problems]),
         "fluency": fluency(rationales),
-        "mean_sentence_score": float(np.mean([np.mean(s) if s else 0.0 for s in scores])),
+        "mean_sentence_score": float(np.mean([np.mean(s) if s else 0.0 for s in scored])) if scored else None,
+        "unscored": len(scores) - len(scored),
     }
 
 
@@ -136,6 +140,7 @@ def run(config: Config, log: Log = print) -> dict:
     """The baseline run on the built-in task; writes `report.json` in the work directory."""
     workdir = Path(config.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    teacher = make_teacher(config.teacher, workdir / "teacher_cache.sqlite")  # a missing key fails here
     start = time.perf_counter()
     shapes = config.data.shapes
     train, test = make_split(shapes, "train"), make_split(shapes, "test")
@@ -159,13 +164,13 @@ def run(config: Config, log: Log = print) -> dict:
         model, init_params(model, jax.random.key(config.seed + 1)), arrays, config.answer, config.seed + 1, log,
         "answer SFT")
 
-    teacher = RuleTeacher()
     rationales = write_rationales(model, rationale_params, tokenizer, test, config)
     answers = infer_answers(model, answer_params, tokenizer, test, rationales, config)
-    baseline = evaluate(rationales, answers, test, teacher)
+    baseline = evaluate(rationales, answers, test, teacher, config.teacher.concurrency)
     report = {
         "baseline": baseline,
         "curves": {"baseline_rationale_sft_loss": rationale_losses, "answer_sft_loss": answer_losses},
+        "teacher": {"name": teacher.name, **teacher.stats.as_dict()},
         "seconds": time.perf_counter() - start,
         "config": to_dict(config),
         "examples": [

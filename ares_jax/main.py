@@ -37,8 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from ares_jax import loop
+    from ares_jax.teacher.backends import TeacherSetupError
 
-    report = loop.run(config, log=lambda message: print(message, flush=True))
+    try:
+        report = loop.run(config, log=lambda message: print(message, flush=True))
+    except TeacherSetupError as error:
+        print(f"ares_jax: the Teacher cannot be used: {error}", file=sys.stderr)
+        return 2
     baseline = report["baseline"]
     print(json.dumps({k: baseline[k] for k in ("answer_accuracy", "answer_accuracy_by_kind", "rouge_l",
                                                 "mean_sentence_score", "fluency")}, indent=2))

@@ -1,5 +1,4 @@
-import os
+import sys
+from pathlib import Path
 
-# Tests run on CPU with two threads, like CI; keep XLA from grabbing more than it needs.
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as fake_api_server

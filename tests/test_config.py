@@ -34,6 +34,9 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("rationale=3", "rationale is a section"),
         ("answer.warmup_steps=-1", "answer.warmup_steps and weight_decay must be >= 0"),
         ("answer.steps=10", "answer.warmup_steps (50) must be less than steps (10)"),
+        ("teacher.backend=gpt", "teacher.backend must be one of ('rule', 'openai', 'anthropic'), got 'gpt'"),
+        ("teacher.backend=anthropic", "teacher.model must name the anthropic model"),
+        ("teacher.max_cost_usd=-1", "teacher.max_cost_usd must be >= 0"),
         ("model.d_model=50", "model.d_model (50) must be divisible by num_heads (4)"),
         ("seed", "not key=value"),
     ],
@@ -69,3 +72,12 @@ def test_default_yaml_states_the_defaults():
     from pathlib import Path
 
     assert load_config(Path(__file__).parent.parent / "configs" / "default.yaml") == Config()
+
+
+def test_missing_teacher_key_stops_the_run_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("NOPE_TEACHER_KEY", raising=False)
+    args = [f"workdir={tmp_path}", "teacher.backend=openai", "teacher.model=gpt-4o-mini",
+            "teacher.api_key_env=NOPE_TEACHER_KEY"]
+    assert main(args) == 2
+    assert "environment variable NOPE_TEACHER_KEY, which is not set" in capsys.readouterr().err
+    assert not (tmp_path / "tokenizer").exists()  # nothing was trained or written

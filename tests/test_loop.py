@@ -26,3 +26,5 @@ def test_baseline_run_writes_a_report(tmp_path, capsys):
     assert load_config(None, args[1:]).data.shapes.train_size == 64
     assert (workdir / "tokenizer" / "tokenizer.json").is_file()
     assert len(report["curves"]["baseline_rationale_sft_loss"]) == 2  # logged at step 1 and the last
+    assert report["teacher"]["name"] == "rule" and report["teacher"]["requests"] == 12  # one per test rationale
+    assert report["teacher"]["cache_hits"] == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 from typing import Awaitable, Callable, Literal, Sequence, TypeVar
 
 from ares_jax.data.problem import Problem
@@ -25,8 +26,28 @@ Verdict = Literal["a", "b", "tie"]
 T = TypeVar("T")
 
 
+@dataclasses.dataclass
+class TeacherStats:
+    """What a Teacher was asked and what it cost; `requests` counts paid (or computed) answers."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    format_errors: int = 0
+    unscored: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 class Teacher(abc.ABC):
     name: str = "teacher"
+
+    def __init__(self):
+        self.stats = TeacherStats()
 
     @abc.abstractmethod
     async def score_sentences(self, problem: Problem, sentences: Sequence[str]) -> list[float] | None:

@@ -142,3 +142,36 @@ def parse_sentence_scores(text: str, sentences: Sequence[str]) -> list[float]:
             by_key.setdefault(key, []).append(score)
         return [by_key[key].pop(0) for key in wanted]
     return scores
+
+
+_BRACES = re.compile(r"\{(.*)\}", re.DOTALL)
+
+
+def parse_correction(text: str, original: str) -> str:
+    """The corrected rationale inside the outermost braces; the original when the Teacher says
+    UNCHANGED (or returns it as it was)."""
+    if not text or not text.strip():
+        raise TeacherFormatError("empty reply")
+    match = _BRACES.search(text)
+    if not match:
+        raise TeacherFormatError("no {corrected reasoning} in braces")
+    corrected = match.group(1).strip().strip('"').strip()
+    if not corrected:
+        raise TeacherFormatError("empty braces")
+    if corrected.upper().strip(".") == "UNCHANGED" or sentence_key(corrected) == sentence_key(original):
+        return original
+    return corrected
+
+
+def parse_verdict(text: str) -> str:
+    """"a", "b" or "tie" from a judge reply {"better": "A" | "B" | "tie"}."""
+    if not text or not text.strip():
+        raise TeacherFormatError("empty reply")
+    node = _load(text)
+    if not _is_object(node):
+        raise TeacherFormatError("the judge reply is not a JSON object")
+    fields = {k.lower(): v for k, v in node[1]}
+    verdict = str(fields.get("better", fields.get("winner", ""))).strip().lower()
+    if verdict in ("a", "b", "tie"):
+        return verdict
+    raise TeacherFormatError(f"'better' must be A, B or tie, got {verdict!r}")

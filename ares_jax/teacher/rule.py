@@ -115,10 +115,13 @@ class RuleTeacher(Teacher):
     # ---- the Teacher interface --------------------------------------------------------------
 
     async def score_sentences(self, problem: Problem, sentences: Sequence[str]) -> list[float]:
+        self.stats.requests += 1
         return self.sentence_scores(problem, sentences)
 
     async def correct(self, problem: Problem, rationale: str) -> str:
+        self.stats.requests += 1
         return self.corrected(problem, rationale)
 
     async def judge(self, problem: Problem, rationale_a: str, rationale_b: str) -> Verdict:
+        self.stats.requests += 1
         return self.verdict(problem, rationale_a, rationale_b)

@@ -1,0 +1,207 @@
+"""The API Teacher against a real local HTTP server speaking both APIs, through the real SDKs."""
+
+import base64
+import json
+import re
+
+import pytest
+
+from ares_jax.data.shapes import ShapesTaskConfig, make_split, png_bytes
+from ares_jax.teacher import run_batch
+from ares_jax.teacher.backends import AnthropicBackend, OpenAIBackend, TeacherSetupError
+from ares_jax.teacher.cache import TeacherCache
+from ares_jax.teacher.service import APITeacher, TeacherBudgetExhausted, TeacherLimits, TeacherUnavailable
+from ares_jax.text import split_sentences
+from fake_api_server import FakeAPIServer
+
+KEY = "sk-test-SECRET-key-0123456789"
+PROBLEMS = make_split(ShapesTaskConfig(), "test", 4)
+
+
+def user_part(body, kind):
+    message = body["messages"][1] if body["messages"][0]["role"] == "system" else body["messages"][0]
+    return [part for part in message["content"] if part["type"] == kind]
+
+
+def sentence_count(body) -> int:
+    return len(re.findall(r'^ "(\d+)": ', user_part(body, "text")[0]["text"], re.M))
+
+
+def all_ones(body):
+    """A well-behaved Teacher: every sentence 1.0, nothing to correct, A is better."""
+    system = body.get("system") or body["messages"][0]["content"]
+    if "compare two explanations" in system:
+        return '{"better": "A"}'
+    if "correct a student" in system:
+        return "{UNCHANGED}"
+    return json.dumps({str(i + 1): 1.0 for i in range(sentence_count(body))})
+
+
+@pytest.fixture
+def server():
+    s = FakeAPIServer()
+    s.default = all_ones
+    yield s
+    s.close()
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def make_teacher(request, server, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_TEACHER_KEY", KEY)
+    sleeps = []
+
+    async def fake_sleep(seconds):
+        sleeps.append(seconds)
+
+    def make(limits=TeacherLimits(backoff_s=0.01), timeout_s=5.0):
+        if request.param == "openai":
+            backend = OpenAIBackend("gpt-test", "TEST_TEACHER_KEY", f"http://127.0.0.1:{server.port}/v1", timeout_s)
+        else:
+            backend = AnthropicBackend("claude-test", "TEST_TEACHER_KEY", f"http://127.0.0.1:{server.port}", timeout_s)
+        teacher = APITeacher(backend, TeacherCache(tmp_path / "teacher_cache.sqlite"), limits, sleep=fake_sleep)
+        teacher.sleeps = sleeps
+        return teacher
+
+    make.api = request.param
+    return make
+
+
+def score(teacher, problem=PROBLEMS[0], sentences=None):
+    sentences = sentences or split_sentences(problem.solution)
+    return run_batch(teacher.score_sentences, [(problem, sentences)])[0]
+
+
+def test_normal_answer_and_the_image_in_each_apis_format(make_teacher, server):
+    teacher = make_teacher()
+    problem = PROBLEMS[0]
+    assert score(teacher) == [1.0] * len(split_sentences(problem.solution))
+    (request,) = server.requests
+    body = request["body"]
+    assert body["temperature"] == 0.0
+    if make_teacher.api == "openai":
+        assert request["path"] == "/v1/chat/completions" and body["model"] == "gpt-test"
+        (image,) = user_part(body, "image_url")
+        prefix = "data:image/png;base64,"
+        assert image["image_url"]["url"].startswith(prefix)
+        sent = base64.b64decode(image["image_url"]["url"][len(prefix):])
+    else:
+        assert request["path"] == "/v1/messages" and body["model"] == "claude-test"
+        (image,) = user_part(body, "image")
+        assert image["source"]["type"] == "base64" and image["source"]["media_type"] == "image/png"
+        sent = base64.b64decode(image["source"]["data"])
+    assert sent == png_bytes(problem.image)
+    text = user_part(body, "text")[0]["text"]
+    assert f"Correct answer: ({problem.answer_letter})" in text
+    assert KEY in " ".join(request["headers"].values())  # the key from the environment is what authenticates
+    assert teacher.stats.requests == 1 and teacher.stats.tokens_in == 100 and teacher.stats.tokens_out == 20
+
+
+def test_repeated_sentences_are_sent_apart_and_scored_apart(make_teacher, server):
+    sentences = ["There are 2 red circles.", "There are 2 red circles.", "So the answer is (A)."]
+    server.script = ['{"1": 1.0, "2": 0.0, "3": 1.0}']
+    assert score(make_teacher(), sentences=sentences) == [1.0, 0.0, 1.0]
+    assert sentence_count(server.requests[0]["body"]) == 3
+
+
+def test_fenced_json(make_teacher, server):
+    n = len(split_sentences(PROBLEMS[0].solution))
+    server.script = ["Here you go:\n```json\n" + json.dumps({str(i + 1): 0.5 for i in range(n)}) + "\n```"]
+    assert score(make_teacher()) == [0.5] * n
+
+
+def test_malformed_then_repaired(make_teacher, server):
+    server.script = ["All sentences look right to me."]
+    teacher = make_teacher()
+    assert score(teacher) == [1.0] * len(split_sentences(PROBLEMS[0].solution))
+    assert len(server.requests) == 2 and teacher.stats.format_errors == 1
+    second = json.dumps(server.requests[1]["body"]["messages"])
+    assert "All sentences look right to me." in second and "could not be used (no JSON" in second
+
+
+def test_429_with_retry_after_then_success(make_teacher, server):
+    server.script = [{"status": 429, "headers": {"Retry-After": "0.25"}}]
+    teacher = make_teacher()
+    assert score(teacher) is not None
+    assert teacher.sleeps == [0.25] and teacher.stats.retries == 1 and len(server.requests) == 2
+
+
+def test_500_then_success(make_teacher, server):
+    server.script = [{"status": 500}, {"status": 503}]
+    teacher = make_teacher()
+    assert score(teacher) is not None
+    assert teacher.stats.retries == 2 and len(server.requests) == 3
+    assert teacher.sleeps[1] > teacher.sleeps[0] * 0.5  # exponential backoff with jitter
+
+
+def test_timeout_is_retried(make_teacher, server):
+    n = len(split_sentences(PROBLEMS[0].solution))
+    server.script = [{"text": "{}", "delay": 1.5}]
+    teacher = make_teacher(timeout_s=0.5)
+    assert score(teacher) == [1.0] * n
+    assert teacher.stats.retries == 1
+
+
+def test_retries_run_out_and_the_round_stops_cleanly(make_teacher, server):
+    server.default = lambda body: {"status": 502}
+    teacher = make_teacher(TeacherLimits(max_retries=2, backoff_s=0.01))
+    with pytest.raises(TeacherUnavailable, match="still failing after 2 retries"):
+        score(teacher)
+    assert len(server.requests) == 3
+
+
+def test_count_mismatch_ends_unscored_and_is_counted(make_teacher, server):
+    server.default = lambda body: '{"1": 1.0}'
+    teacher = make_teacher(TeacherLimits(max_repairs=2))
+    assert score(teacher) is None
+    assert teacher.stats.unscored == 1 and teacher.stats.format_errors == 3 and len(server.requests) == 3
+
+
+def test_second_run_is_served_from_the_cache(make_teacher, server, tmp_path):
+    first = make_teacher()
+    server.script = ['{"1": 1.0}'] * 3  # the first problem ends unscored (count mismatch, repairs fail)
+    items = [(p, split_sentences(p.solution)) for p in PROBLEMS]
+    results = run_batch(first.score_sentences, items, concurrency=1)
+    judged = run_batch(first.judge, [(p, p.solution, "x") for p in PROBLEMS[:2]])
+    paid = len(server.requests)
+    assert results[0] is None and None not in results[1:] and judged == ["a", "a"]
+    assert paid == 3 + 3 + 2
+    again = make_teacher()
+    assert run_batch(again.score_sentences, items) == results
+    assert run_batch(again.judge, [(p, p.solution, "x") for p in PROBLEMS[:2]]) == judged
+    assert len(server.requests) == paid and again.stats.requests == 0 and again.stats.cache_hits == 6
+
+
+def test_the_key_is_in_no_file_and_no_error(make_teacher, server, tmp_path):
+    teacher = make_teacher(TeacherLimits(max_retries=0))
+    score(teacher)
+    run_batch(teacher.correct, [(PROBLEMS[1], PROBLEMS[1].solution)])
+    server.default = lambda body: {"status": 401}
+    with pytest.raises(TeacherUnavailable) as failure:
+        score(teacher, PROBLEMS[2])
+    assert KEY not in str(failure.value) and "401" in str(failure.value)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written and all(KEY.encode() not in p.read_bytes() for p in written)
+
+
+def test_budget_cap_stops_before_spending_beyond_it(make_teacher, server):
+    teacher = make_teacher(TeacherLimits(max_requests=2))
+    run_batch(teacher.score_sentences, [(p, split_sentences(p.solution)) for p in PROBLEMS[:2]], concurrency=1)
+    with pytest.raises(TeacherBudgetExhausted, match="max_requests \\(2\\)"):
+        score(teacher, PROBLEMS[2])
+    assert len(server.requests) == 2
+
+
+def test_corrections_and_judgements(make_teacher, server):
+    problem = PROBLEMS[0]
+    server.script = ["{UNCHANGED}", "Corrected: {There is 1 red circle. So the answer is (A).}", '{"better": "B"}']
+    teacher = make_teacher()
+    assert run_batch(teacher.correct, [(problem, "Orig.")]) == ["Orig."]
+    assert run_batch(teacher.correct, [(problem, "Wrong.")]) == ["There is 1 red circle. So the answer is (A)."]
+    assert run_batch(teacher.judge, [(problem, "a", "b")]) == ["b"]
+
+
+def test_missing_key_fails_at_setup_naming_the_variable(monkeypatch):
+    monkeypatch.delenv("NO_SUCH_TEACHER_KEY", raising=False)
+    for backend in (OpenAIBackend, AnthropicBackend):
+        with pytest.raises(TeacherSetupError, match="NO_SUCH_TEACHER_KEY"):
+            backend("m", "NO_SUCH_TEACHER_KEY", "http://127.0.0.1:9")
