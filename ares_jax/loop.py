@@ -121,7 +121,7 @@ def evaluate(rationales: Sequence[str], answers: Sequence[int], problems: Sequen
     """Answer accuracy, ROUGE-L against gold, fluency defects and the Teacher's mean sentence
     score (unscored rationales left out of the mean)."""
     scores = run_batch(teacher.score_sentences, [(p, split_sentences(r)) for p, r in zip(problems, rationales)],
-                       concurrency)
+                       concurrency, progress="teacher: sentence scores", stats=teacher.stats)
     scored = [s for s in scores if s is not None]
     by_kind: dict[str, list[bool]] = {}
     for p, a in zip(problems, answers):

@@ -38,12 +38,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from ares_jax import loop
     from ares_jax.teacher.backends import TeacherSetupError
+    from ares_jax.teacher.service import TeacherBudgetExhausted, TeacherUnavailable
 
     try:
         report = loop.run(config, log=lambda message: print(message, flush=True))
     except TeacherSetupError as error:
         print(f"ares_jax: the Teacher cannot be used: {error}", file=sys.stderr)
         return 2
+    except (TeacherUnavailable, TeacherBudgetExhausted) as error:
+        print(f"ares_jax: stopped: {error}. Every reply already received is in {config.workdir}/"
+              "teacher_cache.sqlite and will not be paid again.", file=sys.stderr)
+        return 3
     baseline = report["baseline"]
     print(json.dumps({k: baseline[k] for k in ("answer_accuracy", "answer_accuracy_by_kind", "rouge_l",
                                                 "mean_sentence_score", "fluency")}, indent=2))

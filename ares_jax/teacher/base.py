@@ -62,21 +62,38 @@ class Teacher(abc.ABC):
         """"a" when `rationale_a` is better, "b" when `rationale_b` is, else "tie"."""
 
 
-def run_batch(call: Callable[..., Awaitable[T]], argument_tuples: Sequence[tuple], concurrency: int = 16) -> list[T]:
+def run_batch(call: Callable[..., Awaitable[T]], argument_tuples: Sequence[tuple], concurrency: int = 16,
+              progress: str | None = None, stats: TeacherStats | None = None) -> list[T]:
     """Run `call(*args)` for every tuple, at most `concurrency` at a time; results in input order.
 
-    The bridge from the synchronous host loop to the async Teacher.
+    The bridge from the synchronous host loop to the async Teacher. With `progress`, a progress
+    bar of that name shows the requests, cache hits and running cost from `stats`.
     """
     if concurrency < 1:
         raise ValueError(f"teacher concurrency must be at least 1, got {concurrency}")
+    bar = None
+    if progress is not None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(argument_tuples), desc=progress, unit="req", leave=False)
 
     async def gather():
         limit = asyncio.Semaphore(concurrency)
 
         async def one(args):
             async with limit:
-                return await call(*args)
+                result = await call(*args)
+            if bar is not None:
+                bar.update(1)
+                if stats is not None:
+                    bar.set_postfix(paid=stats.requests, cached=stats.cache_hits, usd=f"{stats.cost_usd:.4f}",
+                                    refresh=False)
+            return result
 
         return await asyncio.gather(*(one(args) for args in argument_tuples))
 
-    return asyncio.run(gather())
+    try:
+        return asyncio.run(gather())
+    finally:
+        if bar is not None:
+            bar.close()
