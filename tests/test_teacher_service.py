@@ -191,6 +191,19 @@ def test_budget_cap_stops_before_spending_beyond_it(make_teacher, server):
     assert len(server.requests) == 2
 
 
+def test_cost_cap_stops_before_the_request_that_could_pass_it(make_teacher, server):
+    # Output at $50 per million tokens: each reply (20 tokens) costs $0.001; a score request may
+    # cost up to its max_tokens, 64 + 16 per sentence: $0.0064 for 4 sentences, $0.008 for 6.
+    assert [len(split_sentences(p.solution)) for p in PROBLEMS[:3]] == [4, 4, 6]
+    teacher = make_teacher(TeacherLimits(max_cost_usd=0.0095, price_output_per_mtok=50.0))
+    score(teacher, PROBLEMS[0])  # 0 + 0.0064 <= 0.0095
+    score(teacher, PROBLEMS[1])  # 0.001 + 0.0064 <= 0.0095
+    assert teacher.stats.cost_usd == pytest.approx(0.002)
+    with pytest.raises(TeacherBudgetExhausted, match="max_cost_usd \\(0.0095\\) would be passed"):
+        score(teacher, PROBLEMS[2])  # 0.002 + 0.008 > 0.0095
+    assert len(server.requests) == 2
+
+
 def test_corrections_and_judgements(make_teacher, server):
     problem = PROBLEMS[0]
     server.script = ["{UNCHANGED}", "Corrected: {There is 1 red circle. So the answer is (A).}", '{"better": "B"}']

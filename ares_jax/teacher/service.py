@@ -81,28 +81,36 @@ class _RateLimiter:
 class APITeacher(Teacher):
     """A Teacher served by an API backend (`backends.py`), cached in `cache`."""
 
-    def __init__(self, backend, cache: TeacherCache, limits: TeacherLimits = TeacherLimits(),
+    def __init__(self, backend, cache: TeacherCache, limits: TeacherLimits | None = None,
                  sleep: Callable[[float], object] = asyncio.sleep):
-        self.backend, self.cache, self.limits = backend, cache, limits
+        self.backend, self.cache, self.limits = backend, cache, limits or TeacherLimits()
         super().__init__()
         self.name = f"{backend.name}:{backend.model}"
-        self._limiter = _RateLimiter(limits.requests_per_minute, limits.tokens_per_minute)
+        self._limiter = _RateLimiter(self.limits.requests_per_minute, self.limits.tokens_per_minute)
         self._sleep = sleep
 
     # ---- one paid request, with retries -----------------------------------------------------
 
-    def _check_budget(self) -> None:
+    def _cost(self, tokens_in: int, tokens_out: int) -> float:
+        return (tokens_in * self.limits.price_input_per_mtok + tokens_out * self.limits.price_output_per_mtok) / 1e6
+
+    def _check_budget(self, request: Request) -> None:
+        """Stop before a request that could pass a cap: its cost is estimated from its length
+        (4 characters a token, ~1,000 tokens for an image) and its full `max_tokens`."""
         lim, st = self.limits, self.stats
         if lim.max_requests and st.requests >= lim.max_requests:
             raise TeacherBudgetExhausted(f"teacher.max_requests ({lim.max_requests}) reached")
-        if lim.max_cost_usd and st.cost_usd >= lim.max_cost_usd:
+        estimate = self._cost((len(request.system) + len(request.text)) // 4 + (1000 if request.image_png else 0),
+                              request.max_tokens)
+        if lim.max_cost_usd and st.cost_usd + estimate > lim.max_cost_usd:
             raise TeacherBudgetExhausted(
-                f"teacher.max_cost_usd ({lim.max_cost_usd}) reached (spent ${st.cost_usd:.4f})"
+                f"teacher.max_cost_usd ({lim.max_cost_usd}) would be passed (spent ${st.cost_usd:.4f}, "
+                f"next request up to ${estimate:.4f})"
             )
 
     async def _call(self, request: Request, history) -> Reply:
         for attempt in range(self.limits.max_retries + 1):
-            self._check_budget()
+            self._check_budget(request)
             await self._limiter.acquire(len(request.text) // 4 + request.max_tokens)
             self.stats.requests += 1
             try:
@@ -121,8 +129,7 @@ class APITeacher(Teacher):
                 continue
             self.stats.tokens_in += reply.tokens_in
             self.stats.tokens_out += reply.tokens_out
-            self.stats.cost_usd += (reply.tokens_in * self.limits.price_input_per_mtok
-                                    + reply.tokens_out * self.limits.price_output_per_mtok) / 1e6
+            self.stats.cost_usd += self._cost(reply.tokens_in, reply.tokens_out)
             return reply
         raise AssertionError("unreachable")
 
