@@ -7,6 +7,7 @@ The RL and correction phases of ARES join here (issue: the ARES loop).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -166,11 +167,14 @@ def run(config: Config, log: Log = print) -> dict:
 
     rationales = write_rationales(model, rationale_params, tokenizer, test, config)
     answers = infer_answers(model, answer_params, tokenizer, test, rationales, config)
+    before = dataclasses.replace(teacher.stats)
     baseline = evaluate(rationales, answers, test, teacher, config.teacher.concurrency)
+    teacher_by_phase = {"baseline_evaluation": teacher.stats.since(before).as_dict()}
+    log(f"teacher, baseline evaluation: {teacher_by_phase['baseline_evaluation']}")
     report = {
         "baseline": baseline,
         "curves": {"baseline_rationale_sft_loss": rationale_losses, "answer_sft_loss": answer_losses},
-        "teacher": {"name": teacher.name, **teacher.stats.as_dict()},
+        "teacher": {"name": teacher.name, **teacher.stats.as_dict(), "by_phase": teacher_by_phase},
         "seconds": time.perf_counter() - start,
         "config": to_dict(config),
         "examples": [

@@ -28,6 +28,7 @@ def test_baseline_run_writes_a_report(tmp_path, capsys):
     assert len(report["curves"]["baseline_rationale_sft_loss"]) == 2  # logged at step 1 and the last
     assert report["teacher"]["name"] == "rule" and report["teacher"]["requests"] == 12  # one per test rationale
     assert report["teacher"]["cache_hits"] == 0
+    assert report["teacher"]["by_phase"]["baseline_evaluation"]["requests"] == 12
 
 
 TINY = [

@@ -10,7 +10,7 @@ from ares_jax.data.shapes import ShapesTaskConfig, make_split, png_bytes
 from ares_jax.teacher import run_batch
 from ares_jax.teacher.backends import AnthropicBackend, OpenAIBackend, TeacherSetupError
 from ares_jax.teacher.cache import TeacherCache
-from ares_jax.teacher.service import APITeacher, TeacherBudgetExhausted, TeacherLimits, TeacherUnavailable
+from ares_jax.teacher.service import APITeacher, TeacherBudgetExhausted, TeacherLimits, TeacherUnavailable, _RateLimiter
 from ares_jax.text import split_sentences
 from fake_api_server import FakeAPIServer
 
@@ -218,3 +218,17 @@ def test_missing_key_fails_at_setup_naming_the_variable(monkeypatch):
     for backend in (OpenAIBackend, AnthropicBackend):
         with pytest.raises(TeacherSetupError, match="NO_SUCH_TEACHER_KEY"):
             backend("m", "NO_SUCH_TEACHER_KEY", "http://127.0.0.1:9")
+
+
+def test_rate_limiter_keeps_one_minute_windows():
+    now = [10.0]
+    limiter = _RateLimiter(requests_per_minute=2, tokens_per_minute=1000, clock=lambda: now[0])
+    limiter.events.extend([(0.0, 100), (10.0, 100)])
+    assert limiter.wait_time(100) == pytest.approx(50.0)  # a third request waits for the first to leave
+    now[0] = 60.0
+    assert limiter.wait_time(100) == 0.0
+    tokens = _RateLimiter(0, tokens_per_minute=1000, clock=lambda: now[0])
+    tokens.events.extend([(30.0, 600), (40.0, 300)])
+    assert tokens.wait_time(200) == pytest.approx(30.0)  # 1100 > 1000 until the 600 leave at t=90
+    assert tokens.wait_time(100) == 0.0
+    assert _RateLimiter(0, 0).wait_time(10**6) == 0.0  # no limits

@@ -42,6 +42,11 @@ class TeacherStats:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def since(self, earlier: "TeacherStats") -> "TeacherStats":
+        """What was asked and spent after the snapshot `earlier` (a phase's share)."""
+        return TeacherStats(**{f.name: getattr(self, f.name) - getattr(earlier, f.name)
+                               for f in dataclasses.fields(self)})
+
 
 class Teacher(abc.ABC):
     name: str = "teacher"
