@@ -123,6 +123,8 @@ class TeacherConfig:
     requests_per_minute: float = 0.0
     tokens_per_minute: float = 0.0
     max_retries: int = 6
+    backoff_s: float = 1.0  # the first retry's wait; doubles each retry (with jitter), up to max_backoff_s
+    max_backoff_s: float = 60.0
     max_repairs: int = 2
     max_requests: int = 0
     max_cost_usd: float = 0.0
@@ -135,7 +137,8 @@ class TeacherConfig:
         if self.backend != "rule" and not self.model:
             raise _FieldError(f"model must name the {self.backend} model (e.g. teacher.model=claude-3-haiku-20240307)")
         _positive(self, "timeout_s", "concurrency")
-        for name in ("requests_per_minute", "tokens_per_minute", "max_retries", "max_repairs", "max_requests",
+        for name in ("requests_per_minute", "tokens_per_minute", "max_retries", "backoff_s", "max_backoff_s",
+                     "max_repairs", "max_requests",
                      "max_cost_usd", "price_input_per_mtok", "price_output_per_mtok"):
             if getattr(self, name) < 0:
                 raise _FieldError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -10,7 +10,8 @@ from ares_jax.data.shapes import ShapesTaskConfig, make_split, png_bytes
 from ares_jax.teacher import run_batch
 from ares_jax.teacher.backends import AnthropicBackend, OpenAIBackend, TeacherSetupError
 from ares_jax.teacher.cache import TeacherCache
-from ares_jax.teacher.service import APITeacher, TeacherBudgetExhausted, TeacherLimits, TeacherUnavailable, _RateLimiter
+from ares_jax.config import TeacherConfig
+from ares_jax.teacher.service import APITeacher, TeacherBudgetExhausted, TeacherUnavailable, _RateLimiter
 from ares_jax.text import split_sentences
 from fake_api_server import FakeAPIServer
 
@@ -53,7 +54,7 @@ def make_teacher(request, server, tmp_path, monkeypatch):
     async def fake_sleep(seconds):
         sleeps.append(seconds)
 
-    def make(limits=TeacherLimits(backoff_s=0.01), timeout_s=5.0):
+    def make(limits=TeacherConfig(backoff_s=0.01), timeout_s=5.0):
         if request.param == "openai":
             backend = OpenAIBackend("gpt-test", "TEST_TEACHER_KEY", f"http://127.0.0.1:{server.port}/v1", timeout_s)
         else:
@@ -143,7 +144,7 @@ def test_timeout_is_retried(make_teacher, server):
 
 def test_retries_run_out_and_the_round_stops_cleanly(make_teacher, server):
     server.default = lambda body: {"status": 502}
-    teacher = make_teacher(TeacherLimits(max_retries=2, backoff_s=0.01))
+    teacher = make_teacher(TeacherConfig(max_retries=2, backoff_s=0.01))
     with pytest.raises(TeacherUnavailable, match="still failing after 2 retries"):
         score(teacher)
     assert len(server.requests) == 3
@@ -151,7 +152,7 @@ def test_retries_run_out_and_the_round_stops_cleanly(make_teacher, server):
 
 def test_count_mismatch_ends_unscored_and_is_counted(make_teacher, server):
     server.default = lambda body: '{"1": 1.0}'
-    teacher = make_teacher(TeacherLimits(max_repairs=2))
+    teacher = make_teacher(TeacherConfig(max_repairs=2))
     assert score(teacher) is None
     assert teacher.stats.unscored == 1 and teacher.stats.format_errors == 3 and len(server.requests) == 3
 
@@ -172,7 +173,7 @@ def test_second_run_is_served_from_the_cache(make_teacher, server, tmp_path):
 
 
 def test_the_key_is_in_no_file_and_no_error(make_teacher, server, tmp_path):
-    teacher = make_teacher(TeacherLimits(max_retries=0))
+    teacher = make_teacher(TeacherConfig(max_retries=0))
     score(teacher)
     run_batch(teacher.correct, [(PROBLEMS[1], PROBLEMS[1].solution)])
     server.default = lambda body: {"status": 401}
@@ -184,7 +185,7 @@ def test_the_key_is_in_no_file_and_no_error(make_teacher, server, tmp_path):
 
 
 def test_budget_cap_stops_before_spending_beyond_it(make_teacher, server):
-    teacher = make_teacher(TeacherLimits(max_requests=2))
+    teacher = make_teacher(TeacherConfig(max_requests=2))
     run_batch(teacher.score_sentences, [(p, split_sentences(p.solution)) for p in PROBLEMS[:2]], concurrency=1)
     with pytest.raises(TeacherBudgetExhausted, match="max_requests \\(2\\)"):
         score(teacher, PROBLEMS[2])
@@ -195,7 +196,7 @@ def test_cost_cap_stops_before_the_request_that_could_pass_it(make_teacher, serv
     # Output at $50 per million tokens: each reply (20 tokens) costs $0.001; a score request may
     # cost up to its max_tokens, 64 + 16 per sentence: $0.0064 for 4 sentences, $0.008 for 6.
     assert [len(split_sentences(p.solution)) for p in PROBLEMS[:3]] == [4, 4, 6]
-    teacher = make_teacher(TeacherLimits(max_cost_usd=0.0095, price_output_per_mtok=50.0))
+    teacher = make_teacher(TeacherConfig(max_cost_usd=0.0095, price_output_per_mtok=50.0))
     score(teacher, PROBLEMS[0])  # 0 + 0.0064 <= 0.0095
     score(teacher, PROBLEMS[1])  # 0.001 + 0.0064 <= 0.0095
     assert teacher.stats.cost_usd == pytest.approx(0.002)

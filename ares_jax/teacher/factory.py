@@ -10,7 +10,7 @@ from ares_jax.teacher.backends import AnthropicBackend, OpenAIBackend
 from ares_jax.teacher.base import Teacher
 from ares_jax.teacher.cache import TeacherCache
 from ares_jax.teacher.rule import RuleTeacher
-from ares_jax.teacher.service import APITeacher, TeacherLimits
+from ares_jax.teacher.service import APITeacher
 
 _DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
@@ -21,10 +21,4 @@ def make_teacher(config: TeacherConfig, cache_path: str | Path) -> Teacher:
     backend_class = OpenAIBackend if config.backend == "openai" else AnthropicBackend
     backend = backend_class(config.model, config.api_key_env or _DEFAULT_KEY_ENV[config.backend],
                             config.base_url or None, config.timeout_s)
-    limits = TeacherLimits(
-        concurrency=config.concurrency, requests_per_minute=config.requests_per_minute,
-        tokens_per_minute=config.tokens_per_minute, max_retries=config.max_retries, max_repairs=config.max_repairs,
-        max_requests=config.max_requests, max_cost_usd=config.max_cost_usd,
-        price_input_per_mtok=config.price_input_per_mtok, price_output_per_mtok=config.price_output_per_mtok,
-    )
-    return APITeacher(backend, TeacherCache(cache_path), limits)
+    return APITeacher(backend, TeacherCache(cache_path), config)

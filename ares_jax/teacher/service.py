@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import random
 import time
 from typing import Callable, Sequence, TypeVar
 
+from ares_jax.config import TeacherConfig
 from ares_jax.data.problem import Problem
 from ares_jax.teacher.backends import Reply, TeacherRequestError
 from ares_jax.teacher.base import Teacher, TeacherStats, Verdict
@@ -32,21 +32,6 @@ class TeacherUnavailable(RuntimeError):
 
 class TeacherBudgetExhausted(RuntimeError):
     """The next request would pass `teacher.max_requests` or `teacher.max_cost_usd`."""
-
-
-@dataclasses.dataclass
-class TeacherLimits:
-    concurrency: int = 8
-    requests_per_minute: float = 0.0  # 0: no limit
-    tokens_per_minute: float = 0.0
-    max_retries: int = 6
-    backoff_s: float = 1.0  # first wait; doubles each retry, with jitter
-    max_backoff_s: float = 60.0
-    max_repairs: int = 2
-    max_requests: int = 0  # 0: no cap
-    max_cost_usd: float = 0.0
-    price_input_per_mtok: float = 0.0
-    price_output_per_mtok: float = 0.0
 
 
 class _RateLimiter:
@@ -81,9 +66,10 @@ class _RateLimiter:
 class APITeacher(Teacher):
     """A Teacher served by an API backend (`backends.py`), cached in `cache`."""
 
-    def __init__(self, backend, cache: TeacherCache, limits: TeacherLimits | None = None,
+    def __init__(self, backend, cache: TeacherCache, limits: TeacherConfig | None = None,
                  sleep: Callable[[float], object] = asyncio.sleep):
-        self.backend, self.cache, self.limits = backend, cache, limits or TeacherLimits()
+        """`limits`: the retry, repair, rate and budget settings of the `teacher` config section."""
+        self.backend, self.cache, self.limits = backend, cache, limits or TeacherConfig()
         super().__init__()
         self.name = f"{backend.name}:{backend.model}"
         self._limiter = _RateLimiter(self.limits.requests_per_minute, self.limits.tokens_per_minute)
