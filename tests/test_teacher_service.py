@@ -172,6 +172,19 @@ def test_second_run_is_served_from_the_cache(make_teacher, server, tmp_path):
     assert len(server.requests) == paid and again.stats.requests == 0 and again.stats.cache_hits == 6
 
 
+def test_a_repair_conversation_cut_short_resumes_without_paying_again(make_teacher, server):
+    from ares_jax.teacher.service import TeacherUnavailable as Unavailable
+
+    server.script = ["no json at all", {"status": 400}]  # the repair request fails for good
+    with pytest.raises(Unavailable):
+        score(make_teacher())
+    assert len(server.requests) == 2
+    again = make_teacher()
+    assert score(again) is not None  # the first (bad) reply comes from the cache, the repair is asked
+    assert len(server.requests) == 3 and again.stats.requests == 1 and again.stats.cache_hits == 1
+    assert "no json at all" in json.dumps(server.requests[2]["body"]["messages"])
+
+
 def test_the_key_is_in_no_file_and_no_error(make_teacher, server, tmp_path):
     teacher = make_teacher(TeacherConfig(max_retries=0))
     score(teacher)
@@ -203,6 +216,14 @@ def test_cost_cap_stops_before_the_request_that_could_pass_it(make_teacher, serv
     with pytest.raises(TeacherBudgetExhausted, match="max_cost_usd \\(0.0095\\) would be passed"):
         score(teacher, PROBLEMS[2])  # 0.002 + 0.008 > 0.0095
     assert len(server.requests) == 2
+
+
+def test_cost_cap_counts_requests_in_flight(make_teacher, server):
+    teacher = make_teacher(TeacherConfig(max_cost_usd=0.0095, price_output_per_mtok=50.0))
+    items = [(p, split_sentences(p.solution)) for p in PROBLEMS]
+    with pytest.raises(TeacherBudgetExhausted, match="in flight up to \\$0.0064"):
+        run_batch(teacher.score_sentences, items, concurrency=4)  # the second may not start beside the first
+    assert len(server.requests) <= 1
 
 
 def test_corrections_and_judgements(make_teacher, server):

@@ -74,32 +74,36 @@ class APITeacher(Teacher):
         self.name = f"{backend.name}:{backend.model}"
         self._limiter = _RateLimiter(self.limits.requests_per_minute, self.limits.tokens_per_minute)
         self._sleep = sleep
+        self._cost_in_flight = 0.0
 
     # ---- one paid request, with retries -----------------------------------------------------
 
     def _cost(self, tokens_in: int, tokens_out: int) -> float:
         return (tokens_in * self.limits.price_input_per_mtok + tokens_out * self.limits.price_output_per_mtok) / 1e6
 
-    def _check_budget(self, request: Request) -> None:
-        """Stop before a request that could pass a cap: its cost is estimated from its length
-        (4 characters a token, ~1,000 tokens for an image) and its full `max_tokens`."""
+    def _reserve(self, request: Request) -> float:
+        """Count the request against the caps before it is sent, or stop: its cost is estimated
+        from its length (4 characters a token, ~1,000 tokens for an image) and its full
+        `max_tokens`, and held (with every request in flight) until its reply is counted."""
         lim, st = self.limits, self.stats
         if lim.max_requests and st.requests >= lim.max_requests:
             raise TeacherBudgetExhausted(f"teacher.max_requests ({lim.max_requests}) reached")
         estimate = self._cost((len(request.system) + len(request.text)) // 4 + (1000 if request.image_png else 0),
                               request.max_tokens)
-        if lim.max_cost_usd and st.cost_usd + estimate > lim.max_cost_usd:
+        if lim.max_cost_usd and st.cost_usd + self._cost_in_flight + estimate > lim.max_cost_usd:
             raise TeacherBudgetExhausted(
                 f"teacher.max_cost_usd ({lim.max_cost_usd}) would be passed (spent ${st.cost_usd:.4f}, "
-                f"next request up to ${estimate:.4f})"
+                f"in flight up to ${self._cost_in_flight:.4f}, next request up to ${estimate:.4f})"
             )
+        st.requests += 1
+        self._cost_in_flight += estimate
+        return estimate
 
     async def _call(self, request: Request, history) -> Reply:
         for attempt in range(self.limits.max_retries + 1):
-            self._check_budget(request)
-            await self._limiter.acquire(len(request.text) // 4 + request.max_tokens)
-            self.stats.requests += 1
+            estimate = self._reserve(request)
             try:
+                await self._limiter.acquire(len(request.text) // 4 + request.max_tokens)
                 reply = await self.backend.complete(request, history)
             except TeacherRequestError as error:
                 if not error.retryable:
@@ -113,6 +117,8 @@ class APITeacher(Teacher):
                 wait = error.retry_after if error.retry_after is not None else backoff * (0.5 + random.random())
                 await self._sleep(wait)
                 continue
+            finally:
+                self._cost_in_flight -= estimate
             self.stats.tokens_in += reply.tokens_in
             self.stats.tokens_out += reply.tokens_out
             self.stats.cost_usd += self._cost(reply.tokens_in, reply.tokens_out)
@@ -120,7 +126,11 @@ class APITeacher(Teacher):
         raise AssertionError("unreachable")
 
     async def _ask(self, request: Request, parse: Callable[[str], T]) -> T:
-        """The parsed reply: from the cache, or asked (and repaired) and then cached."""
+        """The parsed reply: from the cache, or asked (and repaired) and then cached.
+
+        Every reply is cached the moment it arrives, each repair attempt under its own key, so
+        a run killed in the middle of a repair conversation resumes it without paying again;
+        the final reply is also cached under the request's key, so a rerun needs one lookup."""
         key = request.cache_key(self.backend.name, self.backend.model)
         cached = self.cache.get(key)
         if cached is not None:
@@ -128,17 +138,24 @@ class APITeacher(Teacher):
             return parse(cached)  # a cached unusable reply stays unusable: it is not paid again
         history: list[tuple[str, str]] = []
         for repair in range(self.limits.max_repairs + 1):
-            reply = await self._call(request, history)
+            attempt_key = f"{key}:attempt{repair}"
+            text = self.cache.get(attempt_key)
+            if text is None:
+                reply = await self._call(request, history)
+                text = reply.text
+                self.cache.put(attempt_key, request.kind, text, reply.tokens_in, reply.tokens_out)
+            else:
+                self.stats.cache_hits += 1
             try:
-                result = parse(reply.text)
+                result = parse(text)
             except TeacherFormatError as error:
                 self.stats.format_errors += 1
                 if repair == self.limits.max_repairs:
-                    self.cache.put(key, request.kind, reply.text, reply.tokens_in, reply.tokens_out)
+                    self.cache.put(key, request.kind, text, 0, 0)
                     raise
-                history += [("assistant", reply.text), ("user", repair_message(error, request.kind))]
+                history += [("assistant", text), ("user", repair_message(error, request.kind))]
                 continue
-            self.cache.put(key, request.kind, reply.text, reply.tokens_in, reply.tokens_out)
+            self.cache.put(key, request.kind, text, 0, 0)
             return result
         raise AssertionError("unreachable")
 
