@@ -63,10 +63,10 @@ class ShapesTaskConfig:
 
 
 def _options_around(rng, value: int, n_options: int) -> tuple[list[str], int]:
-    """`n_options` distinct non-negative numbers including `value`, shuffled; (texts, answer)."""
+    """`n_options` distinct non-negative numbers including `value`, in ascending order (as
+    numeric options usually are); (texts, answer)."""
     nearby = [v for v in range(value - 3, value + 4) if v >= 0 and v != value]
-    picked = rng.choice(nearby, size=n_options - 1, replace=False).tolist() + [value]
-    rng.shuffle(picked)
+    picked = sorted(rng.choice(nearby, size=n_options - 1, replace=False).tolist() + [value])
     return [str(v) for v in picked], picked.index(value)
 
 
