@@ -1,9 +1,11 @@
 """The API Teacher against a real local HTTP server speaking both APIs, through the real SDKs."""
 
 import base64
+import io
 import json
 import re
 
+import numpy as np
 import pytest
 
 from ares_jax.data.shapes import ShapesTaskConfig, make_split, png_bytes
@@ -254,3 +256,21 @@ def test_rate_limiter_keeps_one_minute_windows():
     assert tokens.wait_time(200) == pytest.approx(30.0)  # 1100 > 1000 until the 600 leave at t=90
     assert tokens.wait_time(100) == 0.0
     assert _RateLimiter(0, 0).wait_time(10**6) == 0.0  # no limits
+
+
+def test_images_from_files_are_sent_as_png_and_bad_files_are_named(tmp_path):
+    from PIL import Image
+
+    from ares_jax.data import Problem
+    from ares_jax.teacher.prompts import problem_image_png
+
+    pixels = PROBLEMS[0].image
+    Image.fromarray(pixels).save(tmp_path / "coco.jpg", quality=100)
+    from_file = Problem("q", "?", ("a", "b"), 0, image=str(tmp_path / "coco.jpg"))
+    decoded = np.asarray(Image.open(io.BytesIO(problem_image_png(from_file))))
+    assert decoded.shape == pixels.shape and np.abs(decoded.astype(int) - pixels).mean() < 8  # JPEG is lossy
+    assert problem_image_png(Problem("t", "?", ("a", "b"), 0)) is None
+    assert problem_image_png(Problem("f", "?", ("a", "b"), 0, image=np.zeros((145, 1024), np.float32))) is None
+    (tmp_path / "broken.png").write_text("not an image")
+    with pytest.raises(ValueError, match="problem 'b': cannot read its image .*broken.png"):
+        problem_image_png(Problem("b", "?", ("a", "b"), 0, image=str(tmp_path / "broken.png")))
