@@ -148,15 +148,16 @@ def run(config: Config, log: Log = print) -> dict:
     tokenizer = build_tokenizer(train, config.data.vocab_size)
     tokenizer.save(workdir / "tokenizer")
     model = build_model(config, tokenizer.vocab_size)
+    initial_params = init_params(model, jax.random.key(config.seed))
     log(f"data: {len(train)} train / {len(test)} test problems; vocab {tokenizer.vocab_size}; "
-        f"model {count_params(init_params(model, jax.random.key(0))):,} parameters")
+        f"model {count_params(initial_params):,} parameters")
     m = config.model
 
     train_images = model_images(train, config)
     prompts, targets = rationale_examples(train)
     arrays = encode_sft(tokenizer, prompts, targets, train_images, m.max_source_length, m.max_target_length)
     rationale_params, rationale_losses = sft_phase(
-        model, init_params(model, jax.random.key(config.seed)), arrays, config.rationale, config.seed, log,
+        model, initial_params, arrays, config.rationale, config.seed, log,
         "baseline rationale SFT")
 
     prompts, targets = answer_examples(train, [p.solution for p in train])

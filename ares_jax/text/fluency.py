@@ -6,10 +6,9 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from ares_jax.text.sentences import split_sentences
+from ares_jax.text.sentences import CLOSERS, split_sentences
 
-_CLOSERS = "\"')]}\u201d\u2019"
-_END_MARK = re.compile(r"[.!?]+[" + re.escape(_CLOSERS) + r"]*$")
+_END_MARK = re.compile(r"[.!?]+[" + re.escape(CLOSERS) + r"]*$")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -32,7 +31,7 @@ def repeated_sentences(sentences: Sequence[str]) -> list[bool]:
 
 def is_finished(sentence: str) -> bool:
     """Ends with `.`, `!` or `?` (closing quotes or brackets after it allowed)."""
-    return sentence.rstrip().rstrip(_CLOSERS)[-1:] in (".", "!", "?")
+    return sentence.rstrip().rstrip(CLOSERS)[-1:] in (".", "!", "?")
 
 
 def ends_unfinished(text: str) -> bool:

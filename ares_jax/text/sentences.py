@@ -20,9 +20,9 @@ from typing import Sequence
 import numpy as np
 
 _LITERAL_NEWLINE = "\\n"
-_CLOSERS = "\"')]}\u201d\u2019"
+CLOSERS = "\"')]}\u201d\u2019"
 _NEVER_END = {"mr", "mrs", "ms", "dr", "st", "prof", "e.g", "i.e", "vs"}
-_END_CANDIDATE = re.compile(r"[.!?]+[" + re.escape(_CLOSERS) + r"]*(?=\s|$)")
+_END_CANDIDATE = re.compile(r"[.!?]+[" + re.escape(CLOSERS) + r"]*(?=\s|$)")
 # Two or more single letters with points ("U.S.", "D.C.", "a.m."); "(B)." or "is B." still end.
 _INITIALISM = re.compile(r"(?:^|[\s(\"'])(?:[A-Za-z]\.){2,}$")
 
@@ -33,7 +33,7 @@ def _whitespace_view(text: str) -> str:
 
 
 def _is_end(view: str, mark_start: int, mark_end: int) -> bool:
-    marks = view[mark_start:mark_end].rstrip(_CLOSERS)
+    marks = view[mark_start:mark_end].rstrip(CLOSERS)
     before = view[:mark_start]
     word = re.search(r"[\w.]*$", before).group(0).lower()
     following = view[mark_end:].lstrip()
