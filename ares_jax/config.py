@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ares_jax.data.shapes.task import ShapesTaskConfig
+from ares_jax.rl.config import PPOConfig
 
 
 class ConfigError(ValueError):
@@ -95,6 +96,92 @@ class SFTConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LoRAConfig:
+    """A low-rank adapter on the rationale model's dense kernels named in `targets` (T5 names:
+    q, k, v, o, wi, wo, wi_0, wi_1), instead of a full copy for the answer model. The paper:
+    rank 64, alpha 128, dropout 0.05 on q and v."""
+
+    enabled: bool = False
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.05
+    targets: tuple[str, ...] = ("q", "v")
+
+    def __post_init__(self):
+        _positive(self, "rank", "alpha")
+        if not 0.0 <= self.dropout < 1.0:
+            raise _FieldError(f"dropout must be in [0, 1), got {self.dropout}")
+        allowed = ("q", "k", "v", "o", "wi", "wo", "wi_0", "wi_1")
+        if not self.targets or any(t not in allowed for t in self.targets):
+            raise _FieldError(f"targets must be a non-empty list of {allowed}, got {list(self.targets)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AnswerConfig(SFTConfig):
+    """The answer stage (question + rationale -> answer): a full model, or a LoRA adapter on the
+    baseline rationale model."""
+
+    steps: int = 200
+    lora: LoRAConfig = dataclasses.field(default_factory=LoRAConfig)
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+    """The rollouts of one RL round (the PPO math is the `ppo` section). Each round samples
+    `k_samples` rationales for `questions_per_round` training questions, `prompts_per_rollout`
+    questions at a time; each rollout buffer gets `epochs` PPO passes in minibatches."""
+
+    questions_per_round: int = 256
+    prompts_per_rollout: int = 64
+    k_samples: int = 4
+    top_k: int = 50
+    temperature: float = 1.0
+    epochs: int = 4
+    minibatch_size: int = 64
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.01
+    kl_target: float = 0.0  # > 0: adapt ppo.kl_coef toward this KL (per token); 0: fixed
+    kl_horizon: int = 10000
+
+    def __post_init__(self):
+        _positive(self, "questions_per_round", "prompts_per_rollout", "k_samples", "top_k", "temperature",
+                  "epochs", "minibatch_size", "learning_rate", "kl_horizon")
+        if self.weight_decay < 0 or self.kl_target < 0:
+            raise _FieldError("weight_decay and kl_target must be >= 0")
+        if (self.prompts_per_rollout * self.k_samples) % self.minibatch_size:
+            raise _FieldError(f"minibatch_size ({self.minibatch_size}) must divide prompts_per_rollout x k_samples "
+                              f"({self.prompts_per_rollout * self.k_samples})")
+
+
+@dataclasses.dataclass(frozen=True)
+class CorrectionConfig(SFTConfig):
+    """After each RL round: the RL-tuned model writes rationales for `questions` training
+    questions, exact repeated sentences are removed, the Teacher corrects them, and the model
+    is fine-tuned on the corrections (the SFT settings inherited here)."""
+
+    questions: int = 1024
+    steps: int = 150
+    learning_rate: float = 1e-3
+    warmup_steps: int = 10
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive(self, "questions")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """Checkpoints (orbax) at the end of every phase and every `every_steps` optimizer steps
+    inside one; the last `keep` are kept."""
+
+    every_steps: int = 100
+    keep: int = 3
+
+    def __post_init__(self):
+        _positive(self, "every_steps", "keep")
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = 100
     max_new_tokens: int = 64
@@ -151,9 +238,18 @@ class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     rationale: SFTConfig = dataclasses.field(default_factory=SFTConfig)
-    answer: SFTConfig = dataclasses.field(default_factory=lambda: SFTConfig(steps=200))
+    answer: AnswerConfig = dataclasses.field(default_factory=AnswerConfig)
+    rounds: int = 2  # of RL -> correction -> SFT
+    rl: RLConfig = dataclasses.field(default_factory=RLConfig)
+    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    correction: CorrectionConfig = dataclasses.field(default_factory=CorrectionConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+
+    def __post_init__(self):
+        if self.rounds < 0:
+            raise _FieldError(f"rounds must be >= 0, got {self.rounds}")
 
 
 # ---- building a tree from dicts, with checks -------------------------------------------------
@@ -246,7 +342,9 @@ def _build(cls, values: dict, prefix: str = ""):
 
 
 def _as_dict(obj) -> dict:
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    """A section's values as a dict, nested sections as dicts too (to merge overrides into)."""
+    return {f.name: _as_dict(v) if dataclasses.is_dataclass(v := getattr(obj, f.name)) else v
+            for f in dataclasses.fields(obj)}
 
 
 def to_dict(config) -> dict:

@@ -4,14 +4,17 @@ With no arguments: the built-in shapes task with the offline rule Teacher, on CP
 Settings come from the defaults, then the YAML file named by `config=`, then dotted overrides
 (`rationale.steps=400 workdir=runs/try1`). `--help` lists every key with its default.
 
-So far the run is the MM-CoT baseline (rationale SFT, answer SFT, two-stage evaluation); the
-RL and correction rounds of ARES are being added.
+The run: the MM-CoT baseline (rationale SFT, answer SFT, evaluation), then `rounds` rounds of
+RL with the Teacher's sentence scores -> Teacher corrections -> SFT on them (each followed by an
+evaluation), then the Teacher's judgement of ARES vs baseline rationales. Everything lands in
+`workdir`: report.json, report.md, curves.png, metrics.jsonl, checkpoints/, the Teacher cache.
+Run the same command again to resume after a crash or preemption (SIGTERM/SIGINT save and exit 0).
 """
 
 from __future__ import annotations
 
-import json
 import sys
+from pathlib import Path
 
 from ares_jax.config import ConfigError, describe_keys, load_config
 
@@ -37,11 +40,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from ares_jax import loop
+    from ares_jax.loop.state import Preempted
     from ares_jax.teacher.backends import TeacherSetupError
     from ares_jax.teacher.service import TeacherBudgetExhausted, TeacherUnavailable
 
     try:
         report = loop.run(config, log=lambda message: print(message, flush=True))
+    except Preempted as stopped:
+        print(f"ares_jax: {stopped}; checkpoint saved in {config.workdir}/checkpoints. Run the same command to resume.",
+              file=sys.stderr)
+        return 0
+    except ConfigError as error:
+        print(f"ares_jax: bad configuration: {error}", file=sys.stderr)
+        return 2
     except TeacherSetupError as error:
         print(f"ares_jax: the Teacher cannot be used: {error}", file=sys.stderr)
         return 2
@@ -49,10 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ares_jax: stopped: {error}. Every reply already received is in {config.workdir}/"
               "teacher_cache.sqlite and will not be paid again.", file=sys.stderr)
         return 3
-    baseline = report["baseline"]
-    print(json.dumps({k: baseline[k] for k in ("answer_accuracy", "answer_accuracy_by_kind", "rouge_l",
-                                                "mean_sentence_score", "fluency")}, indent=2))
-    print(f"report: {config.workdir}/report.json ({report['seconds']:.0f} s)")
+    print((Path(config.workdir) / "report.md").read_text().split("## Examples")[0].rstrip())
+    print(f"report: {config.workdir}/report.json, report.md, curves.png ({report['seconds']:.0f} s)")
     return 0
 
 

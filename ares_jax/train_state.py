@@ -45,3 +45,28 @@ def adamw(
     parts = [optax.clip_by_global_norm(max_grad_norm)] if max_grad_norm else []
     parts.append(optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask))
     return optax.chain(*parts)
+
+
+def adamw_host_scheduled(max_grad_norm: float | None = 1.0) -> optax.GradientTransformation:
+    """`adamw` whose learning rate and weight decay live in the optimizer state, set by the host
+    before each step (`set_hyperparams`): every SFT phase of a model then shares one compiled
+    step, whatever its schedule."""
+    return optax.inject_hyperparams(adamw, static_args=("max_grad_norm",))(
+        learning_rate=0.0, weight_decay=0.0, max_grad_norm=max_grad_norm)
+
+
+def set_hyperparams(opt_state, **values):
+    """`opt_state` with the injected hyperparameters `values` (e.g. learning_rate=1e-3) replaced,
+    wherever in the state they are (also under `optax.multi_transform`)."""
+    injected_types = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+    is_injected = lambda node: isinstance(node, injected_types)  # noqa: E731
+
+    def replace(node):
+        if not is_injected(node):
+            return node
+        hyperparams = dict(node.hyperparams)
+        for name, value in values.items():
+            hyperparams[name] = jax.numpy.asarray(value, hyperparams[name].dtype)
+        return node._replace(hyperparams=hyperparams)
+
+    return jax.tree_util.tree_map(replace, opt_state, is_leaf=is_injected)

@@ -6,12 +6,12 @@ import pytest
 from ares_jax.data import answer_target
 from ares_jax.data.batching import (
     answer_examples,
+    batch_at,
     build_tokenizer,
     encode_prompts,
     encode_sft,
     fixed_batches,
     rationale_examples,
-    shuffled_batches,
     stack_images,
 )
 from ares_jax.data.problem import Problem
@@ -62,13 +62,16 @@ def test_images_must_be_all_or_none(problems):
         encode_prompts(build_tokenizer(problems[:5], 300), ["a", "b"], np.zeros((3, 2)), 4)
 
 
-def test_shuffled_batches_cover_each_epoch_once_and_fixed_batches_pad():
+def test_training_batches_cover_each_epoch_once_and_fixed_batches_pad():
     arrays = {"x": np.arange(10)}
-    batches = shuffled_batches(arrays, 3, np.random.default_rng(0))
-    epoch = np.concatenate([next(batches)["x"] for _ in range(3)])
-    assert len(set(epoch.tolist())) == 9  # 3 full batches of 3, the leftover row dropped
+    epochs = [np.concatenate([batch_at(arrays, 3, 0, step)["x"] for step in range(e * 3, e * 3 + 3)]) for e in (0, 1)]
+    for epoch in epochs:
+        assert len(set(epoch.tolist())) == 9  # 3 full batches of 3, the leftover row dropped
+    assert epochs[0].tolist() != epochs[1].tolist()  # a fresh order each epoch
+    np.testing.assert_array_equal(batch_at(arrays, 3, 0, 4)["x"], batch_at(arrays, 3, 0, 4)["x"])  # pure in step
+    assert batch_at(arrays, 3, 1, 0)["x"].tolist() != batch_at(arrays, 3, 0, 0)["x"].tolist()
     with pytest.raises(ValueError, match="fewer than one batch"):
-        next(shuffled_batches(arrays, 11, np.random.default_rng(0)))
+        batch_at(arrays, 11, 0, 0)
     got = list(fixed_batches(arrays, 4))
     assert [real for _, real in got] == [4, 4, 2]
     np.testing.assert_array_equal(got[-1][0]["x"], [8, 9, 0, 0])

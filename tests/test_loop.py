@@ -1,59 +1,164 @@
-"""The run end to end on a tiny configuration."""
+"""The ARES loop end to end on a tiny configuration: the report, resume after `kill -9` during RL
+and after SIGTERM during SFT (same results, no Teacher request answered twice)."""
 
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 
-from ares_jax.config import load_config
+import pytest
+
+from ares_jax.checkpoint import Checkpointer
 from ares_jax.main import main
-
-
-def test_baseline_run_writes_a_report(tmp_path, capsys):
-    workdir = tmp_path / "run"
-    args = [
-        f"workdir={workdir}", "data.shapes.train_size=64", "data.shapes.test_size=12", "data.vocab_size=400",
-        "model.d_model=32", "model.d_ff=64", "model.num_layers=1", "model.num_decoder_layers=1",
-        "rationale.steps=4", "rationale.warmup_steps=1", "rationale.batch_size=8",
-        "answer.steps=3", "answer.warmup_steps=1", "answer.batch_size=8",
-        "eval.batch_size=8", "eval.max_new_tokens=24",
-    ]
-    assert main(args) == 0
-    assert f"report: {workdir}/report.json" in capsys.readouterr().out
-    report = json.loads((workdir / "report.json").read_text())
-    baseline = report["baseline"]
-    assert 0.0 <= baseline["answer_accuracy"] <= 1.0
-    assert set(baseline["fluency"]) == {"repeated_sentence", "repeated_ngram", "unfinished"}
-    assert 0.0 <= baseline["mean_sentence_score"] <= 1.0 and 0.0 <= baseline["rouge_l"] <= 1.0
-    assert report["config"]["rationale"]["steps"] == 4
-    assert load_config(None, args[1:]).data.shapes.train_size == 64
-    assert (workdir / "tokenizer" / "tokenizer.json").is_file()
-    assert len(report["curves"]["baseline_rationale_sft_loss"]) == 2  # logged at step 1 and the last
-    assert report["teacher"]["name"] == "rule" and report["teacher"]["requests"] == 12  # one per test rationale
-    assert report["teacher"]["cache_hits"] == 0
-    assert report["teacher"]["by_phase"]["baseline_evaluation"]["requests"] == 12
-
 
 TINY = [
     "data.shapes.train_size=64", "data.shapes.test_size=12", "data.vocab_size=400",
     "model.d_model=32", "model.d_ff=64", "model.num_layers=1", "model.num_decoder_layers=1",
-    "rationale.steps=4", "rationale.warmup_steps=1", "rationale.batch_size=8",
-    "answer.steps=3", "answer.warmup_steps=1", "answer.batch_size=8", "eval.batch_size=8", "eval.max_new_tokens=24",
+    "model.max_target_length=24", "eval.batch_size=8", "eval.max_new_tokens=24",
+    "rationale.steps=120", "rationale.warmup_steps=1", "rationale.batch_size=8", "rationale.learning_rate=0.01",
+    "answer.steps=3", "answer.warmup_steps=1", "answer.batch_size=8",
+    "rounds=1", "rl.questions_per_round=32", "rl.prompts_per_rollout=8", "rl.k_samples=2", "rl.minibatch_size=8",
+    "rl.epochs=2", "correction.questions=16", "correction.steps=4", "correction.warmup_steps=1",
+    "correction.batch_size=8", "checkpoint.every_steps=8",
 ]
+REPORT_KEYS = {"baseline", "ares", "phases", "corrections", "curves", "teacher", "seconds", "config", "examples"}
+
+
+def most_writes(workdir) -> int:
+    """The most times any Teacher request was answered (1: none was asked twice)."""
+    with sqlite3.connect(workdir / "teacher_cache.sqlite") as db:
+        return db.execute("SELECT MAX(writes) FROM replies").fetchone()[0]
+
+
+def results_of(report):
+    """What must not depend on interruptions: every evaluation and every curve."""
+    return report["phases"], report["curves"], report["ares"]["win_rate_vs_baseline"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted run (in this process), its report and its Teacher cache."""
+    workdir = tmp_path_factory.mktemp("reference")
+    assert main([f"workdir={workdir}", *TINY]) == 0
+    return workdir, json.loads((workdir / "report.json").read_text())
+
+
+def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
+    workdir, report = reference
+    assert REPORT_KEYS <= set(report)
+    for side in ("baseline", "ares"):
+        assert 0.0 <= report[side]["answer_accuracy"] <= 1.0
+        assert set(report[side]["fluency"]) == {"repeated_sentence", "repeated_ngram", "unfinished"}
+    assert 0.0 <= report["ares"]["win_rate_vs_baseline"] <= 1.0
+    assert report["ares"]["judgements"]["judgements"] == 2 * 12  # every test problem, both orders
+    assert list(report["phases"]) == ["baseline", "rl_1", "sft_1"]
+    assert len(report["curves"]["rl_1/sentence_score"]) == 4  # 32 questions, 8 per rollout batch
+    assert [step for step, _ in report["curves"]["rationale_sft/loss"]] == [0, 25, 50, 75, 100, 119]
+    # The rationale model learns: its loss falls well below the start.
+    losses = [loss for _, loss in report["curves"]["rationale_sft/loss"]]
+    assert losses[-1] < 0.6 * losses[0]
+    teacher = report["teacher"]
+    # Requests: 12 baseline scores + 4 x 16 rollout scores + 12 after RL + 16 corrections
+    # + 12 after SFT + 24 judgements; repeated identical ones are cache hits.
+    assert teacher["requests"] + teacher["cache_hits"] == 12 + 64 + 12 + 16 + 12 + 24
+    with sqlite3.connect(workdir / "teacher_cache.sqlite") as db:
+        assert teacher["requests"] == db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+    assert most_writes(workdir) == 1
+    assert set(teacher["by_phase"]) >= {"eval_baseline", "rl_1", "correction_1", "comparison"}
+    assert teacher["by_phase"]["correction_1"]["requests"] + teacher["by_phase"]["correction_1"]["cache_hits"] == 16
+    markdown = (workdir / "report.md").read_text()
+    assert "| answer accuracy |" in markdown and "after RL 1" in markdown and "after SFT 1" in markdown
+    assert (workdir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert {"rationale_sft", "rl_1", "sft_1", "eval_baseline"} <= {line["phase"] for line in lines}
+    assert all({"kl", "policy_loss", "value_loss", "sentence_score"} <= set(line) for line in lines
+               if line["phase"] == "rl_1")
+    corrections = json.loads((workdir / "corrections" / "round_1.json").read_text())
+    assert len(corrections) == 16 and {"id", "rl_rationale", "corrected"} == set(corrections[0])
+
+
+def test_a_finished_run_rerun_asks_the_teacher_nothing(reference, capsys):
+    workdir, report = reference
+    assert main([f"workdir={workdir}", *TINY]) == 0
+    again = json.loads((workdir / "report.json").read_text())
+    assert again["teacher"]["requests"] == report["teacher"]["requests"]
+    assert results_of(again) == results_of(report)
+    assert "report: " in capsys.readouterr().out
+
+
+def test_resuming_with_other_settings_is_refused(reference, capsys):
+    workdir, _ = reference
+    assert main([f"workdir={workdir}", *TINY, "rl.epochs=3"]) == 2
+    assert "rl.epochs" in capsys.readouterr().err
+
+
+def start(workdir):
+    command = [sys.executable, "-m", "ares_jax.main", f"workdir={workdir}", *TINY]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_metric(process, workdir, phase, timeout=300):
+    """Blocks until `metrics.jsonl` has a line of `phase`."""
+    deadline = time.time() + timeout
+    path = workdir / "metrics.jsonl"
+    while time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        if path.exists() and any(json.loads(line)["phase"] == phase for line in path.read_text().splitlines()):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {phase} metrics within {timeout} s")
+
+
+def finish_and_compare(workdir, reference):
+    assert main([f"workdir={workdir}", *TINY]) == 0
+    report = json.loads((workdir / "report.json").read_text())
+    _, expected = reference
+    assert set(report) == set(expected)
+    assert results_of(report) == results_of(expected)
+    assert most_writes(workdir) == 1  # the Teacher answered no request twice
+
+
+def test_kill_9_during_rl_then_resume(reference, tmp_path):
+    process = start(tmp_path)
+    wait_for_metric(process, tmp_path, "rl_1")  # a rollout batch of RL round 1 is done
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    record = Checkpointer(tmp_path / "checkpoints", 3).latest_record()
+    assert record["phase"] == "rl_1"
+    finish_and_compare(tmp_path, reference)
+
+
+def test_sigterm_during_sft_saves_and_exits_0_then_resume(reference, tmp_path):
+    process = start(tmp_path)
+    wait_for_metric(process, tmp_path, "rationale_sft")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "Run the same command to resume" in err
+    record = Checkpointer(tmp_path / "checkpoints", 3).latest_record()
+    assert record["phase"] == "rationale_sft" and 0 < record["step"] < 120
+    assert "train" in record["trees"]  # the optimizer state and step inside the phase
+    finish_and_compare(tmp_path, reference)
 
 
 def test_an_unavailable_teacher_stops_the_run_cleanly_without_leaking_the_key(tmp_path, monkeypatch, capsys):
     from fake_api_server import FakeAPIServer
 
-    from ares_jax import loop
+    from ares_jax.loop import phases
 
     key = "sk-loop-test-SECRET-987"
     monkeypatch.setenv("LOOP_TEACHER_KEY", key)
-    # A 4-step model writes empty rationales, which need no Teacher: evaluate the gold ones instead.
-    monkeypatch.setattr(loop, "write_rationales", lambda model, params, tok, problems, config: [p.solution for p in problems])
+    # A barely trained model writes empty rationales, which need no Teacher: evaluate the gold ones instead.
+    monkeypatch.setattr(phases, "write_rationales", lambda model, params, tok, problems, config: [p.solution for p in problems])
     server = FakeAPIServer()
     server.default = lambda body: {"status": 502}
     try:
         args = [f"workdir={tmp_path}", "teacher.backend=openai", "teacher.model=gpt-test",
                 f"teacher.base_url=http://127.0.0.1:{server.port}/v1", "teacher.api_key_env=LOOP_TEACHER_KEY",
-                "teacher.max_retries=1", *TINY]
+                "teacher.max_retries=1", *TINY, "rationale.steps=4"]
         assert main(args) == 3
     finally:
         server.close()

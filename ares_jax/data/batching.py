@@ -79,17 +79,18 @@ def answer_examples(problems: Sequence[Problem], rationales: Sequence[str]):
     return [answer_prompt(p, r) for p, r in zip(problems, rationales)], [answer_target(p) for p in problems]
 
 
-def shuffled_batches(arrays: dict, batch_size: int, rng: np.random.Generator) -> Iterator[dict]:
-    """Endless batches of `batch_size` rows: each epoch a fresh permutation, the last partial
-    batch of an epoch dropped (fixed shapes: one compilation)."""
+def batch_at(arrays: dict, batch_size: int, seed: int, step: int) -> dict:
+    """Training batch number `step` of `batch_size` rows: each epoch a fresh permutation (from
+    `seed` and the epoch), the last partial batch of an epoch dropped (fixed shapes). A pure
+    function of `step`, so a resumed run continues the same data order without replaying it."""
     n = len(next(iter(arrays.values())))
     if n < batch_size:
         raise ValueError(f"{n} examples are fewer than one batch of {batch_size}")
-    while True:
-        order = rng.permutation(n)
-        for start in range(0, n - batch_size + 1, batch_size):
-            rows = order[start:start + batch_size]
-            yield {key: value[rows] for key, value in arrays.items()}
+    per_epoch = n // batch_size
+    epoch, index = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    rows = order[index * batch_size:(index + 1) * batch_size]
+    return {key: value[rows] for key, value in arrays.items()}
 
 
 def fixed_batches(arrays: dict, batch_size: int) -> Iterator[tuple[dict, int]]:

@@ -83,8 +83,16 @@ class T5Config:
     # Compute dtype of activations and matmuls; parameters are always float32.
     dtype: Literal["float32", "bfloat16"] = "float32"
     vision: VisionConfig = dataclasses.field(default_factory=VisionConfig)
+    # LoRA adapters (models/lora.py) on the dense kernels named in `lora_targets`; rank 0: none.
+    lora_rank: int = 0
+    lora_alpha: float = 1.0
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ()
 
     def __post_init__(self):
+        if self.lora_rank < 0 or (self.lora_rank and not self.lora_targets):
+            raise ValueError(f"LoRA needs rank >= 0 and, with a rank, target kernels; got {self.lora_rank}, "
+                             f"{self.lora_targets}")
         if self.feed_forward_proj not in FEED_FORWARD_KINDS:
             raise ValueError(
                 f"model.feed_forward_proj must be one of {FEED_FORWARD_KINDS}, got {self.feed_forward_proj!r}"

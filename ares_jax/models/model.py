@@ -204,3 +204,22 @@ def logical_axes(model: MultimodalT5) -> dict:
 
 def count_params(params) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
+
+
+def transplant(source, target):
+    """`target` with every leaf whose path also exists in `source` taken from `source` (same
+    shape required): a value model's trunk from the policy, an adapted model's base kernels from
+    the plain model. Leaves only `target` has (a fresh head, adapters) stay as they are."""
+
+    def take(path, leaf):
+        node = source
+        for key in path:
+            if not isinstance(node, dict) or key.key not in node:
+                return leaf
+            node = node[key.key]
+        if np.shape(node) != np.shape(leaf):
+            raise ValueError(f"parameter {'/'.join(k.key for k in path)}: shape {np.shape(node)} in the source, "
+                             f"{np.shape(leaf)} in the target")
+        return node
+
+    return jax.tree_util.tree_map_with_path(take, target)

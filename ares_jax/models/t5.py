@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ares_jax.models.config import T5Config
+from ares_jax.models.lora import dense
 
 _MASKED = float(np.finfo(np.float32).min)
 
@@ -143,26 +144,11 @@ class Attention(nn.Module):
 
     def setup(self):
         c = self.config
-        dense = lambda name, std, axes: nn.DenseGeneral(  # noqa: E731
-            features=(c.num_heads, c.d_kv),
-            use_bias=False,
-            dtype=c.compute_dtype,
-            param_dtype=jnp.float32,
-            kernel_init=normal_init(std, axes),
-            name=name,
-        )
-        self.q = dense("q", (c.d_model * c.d_kv) ** -0.5, ("embed", "heads", "kv"))
-        self.k = dense("k", c.d_model**-0.5, ("embed", "heads", "kv"))
-        self.v = dense("v", c.d_model**-0.5, ("embed", "heads", "kv"))
-        self.o = nn.DenseGeneral(
-            features=c.d_model,
-            axis=(-2, -1),
-            use_bias=False,
-            dtype=c.compute_dtype,
-            param_dtype=jnp.float32,
-            kernel_init=normal_init(c.inner_dim**-0.5, ("heads", "kv", "embed")),
-            name="o",
-        )
+        heads = (c.num_heads, c.d_kv)
+        self.q = dense(c, "q", heads, normal_init((c.d_model * c.d_kv) ** -0.5, ("embed", "heads", "kv")))
+        self.k = dense(c, "k", heads, normal_init(c.d_model**-0.5, ("embed", "heads", "kv")))
+        self.v = dense(c, "v", heads, normal_init(c.d_model**-0.5, ("embed", "heads", "kv")))
+        self.o = dense(c, "o", c.d_model, normal_init(c.inner_dim**-0.5, ("heads", "kv", "embed")), n_in=2)
         self.dropout = nn.Dropout(c.dropout_rate)
 
     def key_values(self, x):
@@ -195,21 +181,13 @@ class FeedForward(nn.Module):
     @nn.compact
     def __call__(self, x, deterministic: bool):
         c = self.config
-        dense = lambda features, std, axes, name: nn.Dense(  # noqa: E731
-            features,
-            use_bias=False,
-            dtype=c.compute_dtype,
-            param_dtype=jnp.float32,
-            kernel_init=normal_init(std, axes),
-            name=name,
-        )
         if c.feed_forward_proj == "gated-gelu":
-            hidden = jax.nn.gelu(dense(c.d_ff, c.d_model**-0.5, ("embed", "mlp"), "wi_0")(x), approximate=True)
-            hidden = hidden * dense(c.d_ff, c.d_model**-0.5, ("embed", "mlp"), "wi_1")(x)
+            hidden = jax.nn.gelu(dense(c, "wi_0", c.d_ff, normal_init(c.d_model**-0.5, ("embed", "mlp")))(x), approximate=True)
+            hidden = hidden * dense(c, "wi_1", c.d_ff, normal_init(c.d_model**-0.5, ("embed", "mlp")))(x)
         else:
-            hidden = jax.nn.relu(dense(c.d_ff, c.d_model**-0.5, ("embed", "mlp"), "wi")(x))
+            hidden = jax.nn.relu(dense(c, "wi", c.d_ff, normal_init(c.d_model**-0.5, ("embed", "mlp")))(x))
         hidden = nn.Dropout(c.dropout_rate)(hidden, deterministic=deterministic)
-        return dense(c.d_model, c.d_ff**-0.5, ("mlp", "embed"), "wo")(hidden)
+        return dense(c, "wo", c.d_model, normal_init(c.d_ff**-0.5, ("mlp", "embed")))(hidden)
 
 
 class EncoderLayer(nn.Module):

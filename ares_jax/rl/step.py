@@ -14,7 +14,6 @@ the frozen reference policy's params are passed beside it.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
@@ -24,31 +23,9 @@ import optax
 from ares_jax.models.generate import SamplingConfig, generate
 from ares_jax.models.model import MultimodalT5, decoder_inputs
 from ares_jax.rl.advantages import gae, token_rewards, whiten
+from ares_jax.rl.config import PPOConfig
 from ares_jax.rl.loss import ppo_loss
 from ares_jax.train_state import TrainState
-
-
-@dataclasses.dataclass(frozen=True)
-class PPOConfig:
-    """The method's PPO settings (defaults: the paper's base model)."""
-
-    kl_coef: float = 1e-4
-    neutral_score: float = 0.5
-    reward_placement: str = "sentence"  # "sentence" (ARES) or "sequence" (one score at the last token)
-    gamma: float = 1.0
-    gae_lambda: float = 0.95
-    whiten_advantages: bool = True
-    clip_range: float = 0.2
-    vf_coef: float = 1.0
-    accumulation_steps: int = 1  # micro-batches per optimizer step, accumulated inside the jitted step
-
-    def __post_init__(self):
-        if self.reward_placement not in ("sentence", "sequence"):
-            raise ValueError(f"rl.reward_placement must be 'sentence' or 'sequence', got {self.reward_placement!r}")
-        if not 0 < self.clip_range < 1:
-            raise ValueError(f"rl.clip_range must be in (0, 1), got {self.clip_range}")
-        if self.accumulation_steps < 1:
-            raise ValueError(f"rl.accumulation_steps must be >= 1, got {self.accumulation_steps}")
 
 
 def teacher_forced(model: MultimodalT5, params, batch):

@@ -48,3 +48,10 @@ def repeated_ngram_rate(text: str, n: int = 3) -> float:
         repeats += gram in seen
         seen.add(gram)
     return repeats / len(grams) if grams else 0.0
+
+
+def drop_repeated_sentences(text: str) -> str:
+    """`text` without the sentences that repeat an earlier one (ARES does this before asking the
+    Teacher for a correction)."""
+    sentences = split_sentences(text)
+    return " ".join(s.strip() for s, repeat in zip(sentences, repeated_sentences(sentences)) if not repeat)

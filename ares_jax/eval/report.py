@@ -1,0 +1,116 @@
+"""The run's report: `report.json` (everything), `report.md` (the table a person reads) and
+`curves.png` (reward, KL, losses and accuracy per phase)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from ares_jax.data.problem import Problem
+
+_TITLES = {"baseline": "baseline"}
+
+
+def _title(label: str) -> str:
+    kind, _, number = label.partition("_")
+    return _TITLES.get(label) or {"rl": f"after RL {number}", "sft": f"after SFT {number}"}.get(kind, label)
+
+
+def build_report(results: dict, final_label: str, teacher_name: str, teacher_total: dict, config: dict,
+                 test: Sequence[Problem], workdir: Path, seconds: float) -> dict:
+    evaluations = results["evaluations"]
+    comparison = results["comparison"]
+    texts = {label: json.loads((workdir / "eval" / f"{label}.json").read_text()) for label in ("baseline", final_label)}
+    return {
+        "baseline": evaluations["baseline"],
+        "ares": dict(evaluations[final_label], win_rate_vs_baseline=comparison["win_rate"], judgements=comparison),
+        "phases": evaluations,
+        "corrections": results.get("corrections", {}),
+        "curves": results["curves"],
+        "teacher": {"name": teacher_name, **teacher_total, "by_phase": results["teacher_by_phase"]},
+        "seconds": seconds,
+        "config": config,
+        "examples": [
+            {"id": p.id, "question": p.question, "gold": p.solution, "baseline": base["rationale"],
+             "ares": ares["rationale"]}
+            for p, base, ares in list(zip(test, texts["baseline"], texts[final_label]))[:5]
+        ],
+    }
+
+
+def _markdown(report: dict) -> str:
+    phases = report["phases"]
+    labels = list(phases)
+    header = "| | " + " | ".join(_title(label) for label in labels) + " |"
+    rows = [header, "|---" * (len(labels) + 1) + "|"]
+
+    def row(name, values, fmt="{:.1%}"):
+        rows.append(f"| {name} | " + " | ".join("–" if v is None else fmt.format(v) for v in values) + " |")
+
+    row("answer accuracy", [phases[label]["answer_accuracy"] for label in labels])
+    for kind in phases["baseline"]["answer_accuracy_by_kind"]:
+        row(f"  accuracy: {kind}", [phases[label]["answer_accuracy_by_kind"].get(kind) for label in labels])
+    row("Teacher's mean sentence score", [phases[label]["mean_sentence_score"] for label in labels], "{:.3f}")
+    row("ROUGE-L vs gold", [phases[label]["rouge_l"] for label in labels], "{:.3f}")
+    for defect in phases["baseline"]["fluency"]:
+        row(f"fluency defect: {defect.replace('_', ' ')}", [phases[label]["fluency"][defect] for label in labels])
+    ares, baseline, teacher = report["ares"], report["baseline"], report["teacher"]
+    judged = ares["judgements"]
+    ahead = ares["answer_accuracy"] > baseline["answer_accuracy"]
+    lines = [
+        "# ARES run report", "",
+        f"ARES answer accuracy {ares['answer_accuracy']:.1%} vs baseline {baseline['answer_accuracy']:.1%} "
+        f"({'ahead' if ahead else 'not ahead'}); ARES rationales win {ares['win_rate_vs_baseline']:.1%} of the Teacher's "
+        f"comparisons with the baseline's ({judged['wins']:.0f} wins, {judged['ties']:.0f} ties, {judged['losses']:.0f} "
+        f"losses over {judged['judgements']:.0f} judgements, both orders).", "",
+        *rows, "",
+        f"Teacher `{teacher['name']}`: {teacher['requests']} requests, {teacher['cache_hits']} cache hits, "
+        f"{teacher['unscored']} unscored, ${teacher['cost_usd']:.4f}. Run time {report['seconds']:.0f} s.", "",
+        "## Examples (test split)", "",
+    ]
+    for example in report["examples"]:
+        lines += [f"**{example['id']}**: {example['question']}", "",
+                  f"- gold: {example['gold']}", f"- baseline: {example['baseline']}", f"- ARES: {example['ares']}", ""]
+    return "\n".join(lines)
+
+
+def _plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = report["curves"]
+    figure, axes = plt.subplots(2, 3, figsize=(13, 7))
+    panels = [("sentence_score", "Teacher's mean sentence score (rollouts)"), ("kl", "KL to reference (per sample)"),
+              ("policy_loss", "PPO policy loss"), ("value_loss", "PPO value loss")]
+    for axis, (metric, title) in zip(axes.flat, panels):
+        for name, points in curves.items():
+            if name.startswith("rl_") and name.endswith("/" + metric):
+                axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name.split("/")[0])
+        axis.set_title(title)
+        axis.set_xlabel("rollout batch")
+        axis.legend(fontsize=8)
+    axis = axes.flat[4]
+    for name, points in curves.items():
+        if name.endswith("/loss"):
+            axis.plot([p[0] for p in points], [p[1] for p in points], label=name.split("/")[0])
+    axis.set_yscale("log")
+    axis.set_title("SFT losses")
+    axis.set_xlabel("step")
+    axis.legend(fontsize=8)
+    axis = axes.flat[5]
+    labels = list(report["phases"])
+    axis.plot(range(len(labels)), [report["phases"][label]["answer_accuracy"] for label in labels], marker="o")
+    axis.set_xticks(range(len(labels)), [_title(label) for label in labels], rotation=30, fontsize=8)
+    axis.set_title("test answer accuracy per phase")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def write_report(workdir: Path, report: dict) -> None:
+    (workdir / "report.json").write_text(json.dumps(report, indent=2))
+    (workdir / "report.md").write_text(_markdown(report))
+    _plot(report, workdir / "curves.png")

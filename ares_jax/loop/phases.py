@@ -1,0 +1,208 @@
+"""The phases of an ARES run, one function each, in the order the method runs them.
+
+Every phase is `phase(run, state)`: it reads what earlier phases left in `state.trees` /
+`state.results` and adds its own. Phases with many steps save a checkpoint every
+`checkpoint.every_steps` optimizer steps and stop cleanly on SIGTERM/SIGINT (`run.check_stop`);
+the others are short and are redone from their start after an interruption (the Teacher cache
+makes that free).
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from ares_jax.config import SFTConfig
+from ares_jax.data.batching import answer_examples, batch_at, encode_sft, rationale_examples
+from ares_jax.eval.evaluate import evaluate
+from ares_jax.eval.metrics import win_rate
+from ares_jax.loop.generation import ANSWER_TOKENS, infer_answers, model_images, write_rationales
+from ares_jax.loop.rollout import collect_rollout
+from ares_jax.loop.state import Run, RunState, copy_tree, write_json_atomic
+from ares_jax.models import MultimodalT5, init_params, transplant
+from ares_jax.models.lora import lora_labels
+from ares_jax.rl import AdaptiveKLController
+from ares_jax.teacher.base import run_batch
+from ares_jax.text.fluency import drop_repeated_sentences
+from ares_jax.train_state import TrainState, set_hyperparams
+
+LOG_EVERY = 25  # SFT steps between logged losses
+
+
+def train_sft(run: Run, state: RunState, model: MultimodalT5, params, arrays: dict, sft: SFTConfig, curve: str,
+              trainable=None):
+    """`sft.steps` jitted SFT steps on `arrays` from `params` (or from the phase's checkpoint);
+    returns the trained params. `trainable`: labels "adapter"/"frozen" (LoRA), else all train.
+    Warmup then cosine decay to a tenth, computed here and set in the optimizer state per step."""
+    schedule = optax.warmup_cosine_decay_schedule(0.0, sft.learning_rate, sft.warmup_steps, sft.steps,
+                                                  sft.learning_rate * 0.1)
+    optimizer, step_fn = run.sft_trainer(model, trainable)
+    train_state = run.restore_train(state, TrainState.create(copy_tree(params), optimizer))
+    uses_dropout = model.config.dropout_rate > 0 or model.config.lora_dropout > 0
+    seed = run.config.seed * 1000 + state.phase_index
+    bar = tqdm(range(state.step, sft.steps), desc=curve.split("/")[0], initial=state.step, total=sft.steps,
+               unit="step", leave=False)
+    for step in bar:
+        batch = jax.tree_util.tree_map(jnp.asarray, batch_at(arrays, sft.batch_size, seed, step))
+        train_state = train_state.replace(opt_state=set_hyperparams(
+            train_state.opt_state, learning_rate=float(schedule(step)), weight_decay=sft.weight_decay))
+        train_state, metrics = step_fn(train_state, batch, run.key(state, step) if uses_dropout else None)
+        state.step = step + 1
+        if step % LOG_EVERY == 0 or state.step == sft.steps:
+            loss = float(metrics["loss"])
+            state.add_point(curve, step, loss)
+            run.log_metrics(state, step, {"loss": loss, "grad_norm": metrics["grad_norm"]})
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        if state.step % run.config.checkpoint.every_steps == 0 and state.step < sft.steps:
+            run.save(state, train_state)
+        run.check_stop(state, train_state)
+    bar.close()
+    run.log(f"{curve.split('/')[0]}: {sft.steps} steps, last loss {state.results['curves'][curve][-1][1]:.4f}")
+    return train_state.params
+
+
+def rationale_sft(run: Run, state: RunState) -> None:
+    """Baseline stage 1 (MM-CoT): the rationale model learns the gold rationales."""
+    m = run.config.model
+    prompts, targets = rationale_examples(run.train)
+    arrays = encode_sft(run.tokenizer, prompts, targets, model_images(run.train, run.config), m.max_source_length,
+                        m.max_target_length)
+    params = init_params(run.policy_model, jax.random.key(run.config.seed))
+    state.trees["policy"] = train_sft(run, state, run.policy_model, params, arrays, run.config.rationale,
+                                      "rationale_sft/loss")
+
+
+def answer_sft(run: Run, state: RunState) -> None:
+    """Baseline stage 2: question + gold rationale -> answer; a full model, or a LoRA adapter on
+    the rationale model just trained. Baseline and ARES rationales are answered by this model."""
+    prompts, targets = answer_examples(run.train, [p.solution for p in run.train])
+    arrays = encode_sft(run.tokenizer, prompts, targets, model_images(run.train, run.config),
+                        run.config.model.max_answer_source_length, ANSWER_TOKENS)
+    params = init_params(run.answer_model, jax.random.key(run.config.seed + 1))
+    trainable = None
+    if run.config.answer.lora.enabled:
+        params = transplant(state.trees["policy"], params)
+        trainable = lora_labels(params)
+    state.trees["answer"] = train_sft(run, state, run.answer_model, params, arrays, run.config.answer,
+                                      "answer_sft/loss", trainable)
+
+
+def evaluation(run: Run, state: RunState, label: str) -> None:
+    """Rationales and answers on the test split with the current models; metrics into
+    `results.evaluations[label]`, the texts into `eval/<label>.json`."""
+    rationales = write_rationales(run.policy_model, state.trees["policy"], run.tokenizer, run.test, run.config)
+    answers = infer_answers(run.answer_model, state.trees["answer"], run.tokenizer, run.test, rationales, run.config)
+    metrics = evaluate(rationales, answers, run.test, run.teacher, run.config.teacher.concurrency)
+    write_json_atomic(run.workdir / "eval" / f"{label}.json",
+                      [{"id": p.id, "rationale": r, "answer": a} for p, r, a in zip(run.test, rationales, answers)])
+    state.results["evaluations"][label] = metrics
+    run.log_metrics(state, 0, {"answer_accuracy": metrics["answer_accuracy"], "rouge_l": metrics["rouge_l"],
+                               **{f"fluency_{k}": v for k, v in metrics["fluency"].items()}})
+    run.log(f"evaluation {label}: accuracy {metrics['answer_accuracy']:.3f}, ROUGE-L {metrics['rouge_l']:.3f}, "
+            f"sentence score {metrics['mean_sentence_score'] or 0:.3f}, fluency defects {metrics['fluency']}")
+
+
+def _questions(run: Run, count: int, *salt: int):
+    """`count` training problems in an order drawn from the seed and `salt` (wrapping around)."""
+    order = np.random.default_rng([run.config.seed, *salt]).permutation(len(run.train))
+    return [run.train[i] for i in np.resize(order, count)]
+
+
+def rl_round(run: Run, state: RunState, round_index: int) -> None:
+    """ARES stage 1: rollouts scored sentence by sentence by the Teacher, PPO over each buffer.
+    The reference policy is the policy as the round starts; the value model starts from the
+    policy's trunk with a fresh head (first round) and carries over between rounds."""
+    config, rl = run.config, run.config.rl
+    questions = _questions(run, rl.questions_per_round, round_index, 0)
+    iterations = max(1, len(questions) // rl.prompts_per_rollout)
+    if state.step == 0:
+        state.trees["reference"] = copy_tree(state.trees["policy"])
+        if "value" not in state.trees:
+            fresh = init_params(run.value_model, jax.random.key(config.seed + 2))
+            state.trees["value"] = transplant(state.trees["policy"], fresh)
+    optimizer, ppo_step, scoring = run.rl_trainer()
+    params = copy_tree({"policy": state.trees["policy"], "value": state.trees["value"]})
+    train_state = run.restore_train(state, TrainState.create(params, optimizer))
+    controller = AdaptiveKLController(state.kl_coef, rl.kl_target, rl.kl_horizon) if rl.kl_target else None
+    name = f"rl_{round_index}"
+    bar = tqdm(range(state.step, iterations), desc=f"{name} rollouts", initial=state.step, total=iterations,
+               leave=False)
+    for iteration in bar:
+        problems = questions[iteration * rl.prompts_per_rollout:(iteration + 1) * rl.prompts_per_rollout]
+        buffer, metrics, _ = collect_rollout(run, train_state.params, state.trees["reference"], problems,
+                                             run.key(state, iteration), state.kl_coef, scoring)
+        order_rng = np.random.default_rng([config.seed, state.phase_index, iteration])
+        size = len(problems) * rl.k_samples
+        step_metrics = []
+        for _ in range(rl.epochs):
+            order = order_rng.permutation(size)
+            for start in range(0, size - rl.minibatch_size + 1, rl.minibatch_size):
+                rows = jnp.asarray(order[start:start + rl.minibatch_size])
+                train_state, m = ppo_step(train_state, jax.tree_util.tree_map(lambda x: x[rows], buffer))
+                step_metrics.append(m)
+        for key in ("policy_loss", "value_loss", "clipfrac", "approx_kl", "skipped"):
+            metrics[key] = float(np.mean([float(m[key]) for m in step_metrics]))
+        if controller is not None:
+            state.kl_coef = controller.update(metrics["kl"], size)
+        metrics["kl_coef"] = state.kl_coef
+        state.step = iteration + 1
+        for key in ("sentence_score", "reward", "kl", "policy_loss", "value_loss"):
+            state.add_point(f"{name}/{key}", iteration, metrics[key])
+        run.log_metrics(state, iteration, metrics)
+        bar.set_postfix(score=f"{metrics['sentence_score']:.3f}", kl=f"{metrics['kl']:.3f}", refresh=False)
+        steps_per_iteration = len(step_metrics)
+        if (state.step * steps_per_iteration) // config.checkpoint.every_steps > \
+                (iteration * steps_per_iteration) // config.checkpoint.every_steps and state.step < iterations:
+            run.save(state, train_state)
+        run.check_stop(state, train_state)
+    bar.close()
+    state.trees["policy"], state.trees["value"] = train_state.params["policy"], train_state.params["value"]
+    del state.trees["reference"]
+    curve = state.results["curves"][f"{name}/sentence_score"]
+    run.log(f"{name}: {iterations} rollout batches; Teacher's mean sentence score {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")
+
+
+def correction(run: Run, state: RunState, round_index: int) -> None:
+    """ARES stage 2, part 1: the RL-tuned model writes rationales for training questions, exact
+    repeated sentences are removed, and the Teacher corrects them (`corrections/round_<r>.json`)."""
+    problems = _questions(run, run.config.correction.questions, round_index, 1)
+    written = write_rationales(run.policy_model, state.trees["policy"], run.tokenizer, problems, run.config)
+    deduplicated = [drop_repeated_sentences(r) for r in written]
+    corrected = run_batch(run.teacher.correct, list(zip(problems, deduplicated)), run.config.teacher.concurrency,
+                          progress="teacher: corrections", stats=run.teacher.stats)
+    write_json_atomic(run.workdir / "corrections" / f"round_{round_index}.json",
+                      [{"id": p.id, "rl_rationale": w, "corrected": c} for p, w, c in zip(problems, written, corrected)])
+    changed = float(np.mean([c != d for c, d in zip(corrected, deduplicated)]))
+    had_repeats = float(np.mean([w != d for w, d in zip(written, deduplicated)]))
+    state.results.setdefault("corrections", {})[f"round_{round_index}"] = {
+        "rationales": len(problems), "with_repeated_sentences": had_repeats, "changed_by_teacher": changed}
+    run.log(f"correction round {round_index}: {len(problems)} rationales, {had_repeats:.1%} had repeated sentences, "
+            f"the Teacher changed {changed:.1%}")
+
+
+def correction_sft(run: Run, state: RunState, round_index: int) -> None:
+    """ARES stage 2, part 2: the RL-tuned model is fine-tuned on the Teacher's corrections."""
+    records = json.loads((run.workdir / "corrections" / f"round_{round_index}.json").read_text())
+    by_id = {p.id: p for p in run.train}
+    problems = [by_id[r["id"]] for r in records]
+    prompts, targets = rationale_examples(problems, [r["corrected"] for r in records])
+    m = run.config.model
+    arrays = encode_sft(run.tokenizer, prompts, targets, model_images(problems, run.config), m.max_source_length,
+                        m.max_target_length)
+    state.trees["policy"] = train_sft(run, state, run.policy_model, state.trees["policy"], arrays,
+                                      run.config.correction, f"sft_{round_index}/loss")
+
+
+def comparison(run: Run, state: RunState, final_label: str) -> None:
+    """The Teacher judges ARES's test rationales against the baseline's, both orders."""
+    def texts(label):
+        return [r["rationale"] for r in json.loads((run.workdir / "eval" / f"{label}.json").read_text())]
+
+    state.results["comparison"] = win_rate(run.teacher, run.test, texts(final_label), texts("baseline"),
+                                           run.config.teacher.concurrency)
+    run.log(f"ARES vs baseline (Teacher judge, both orders): win rate {state.results['comparison']['win_rate']:.3f}")

@@ -1,0 +1,98 @@
+"""The whole ARES run, unattended: the phases in order, a checkpoint after each, resume from the
+latest checkpoint of the work directory, and the report at the end.
+
+    baseline:  rationale SFT -> answer SFT -> evaluation
+    round r:   RL -> evaluation -> correction -> SFT on corrections -> evaluation
+    end:       Teacher judge of ARES vs baseline rationales; report.json, report.md, curves.png
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Callable
+
+from ares_jax.checkpoint import Checkpointer
+from ares_jax.config import Config, to_dict
+from ares_jax.data.batching import build_tokenizer
+from ares_jax.data.shapes.task import make_split
+from ares_jax.eval.report import build_report, write_report
+from ares_jax.loop import phases
+from ares_jax.loop.generation import build_model
+from ares_jax.loop.state import Log, Run, RunState, StopSignals
+from ares_jax.models import MultimodalT5, count_params
+from ares_jax.teacher.factory import make_teacher
+
+Phase = Callable[[Run, RunState], None]
+
+
+def plan(config: Config) -> list[tuple[str, Phase]]:
+    """(name, phase) in the order they run."""
+    steps: list[tuple[str, Phase]] = [
+        ("rationale_sft", phases.rationale_sft),
+        ("answer_sft", phases.answer_sft),
+        ("eval_baseline", functools.partial(phases.evaluation, label="baseline")),
+    ]
+    for r in range(1, config.rounds + 1):
+        steps += [
+            (f"rl_{r}", functools.partial(phases.rl_round, round_index=r)),
+            (f"eval_rl_{r}", functools.partial(phases.evaluation, label=f"rl_{r}")),
+            (f"correction_{r}", functools.partial(phases.correction, round_index=r)),
+            (f"sft_{r}", functools.partial(phases.correction_sft, round_index=r)),
+            (f"eval_sft_{r}", functools.partial(phases.evaluation, label=f"sft_{r}")),
+        ]
+    steps.append(("comparison", functools.partial(phases.comparison, final_label=final_label(config))))
+    return steps
+
+
+def final_label(config: Config) -> str:
+    """The evaluation whose rationales are ARES's: after the last round's SFT."""
+    return f"sft_{config.rounds}" if config.rounds else "baseline"
+
+
+def setup(config: Config, log: Log, stop: StopSignals) -> Run:
+    workdir = Path(config.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    teacher = make_teacher(config.teacher, workdir / "teacher_cache.sqlite")  # a missing key fails here
+    train, test = make_split(config.data.shapes, "train"), make_split(config.data.shapes, "test")
+    tokenizer = build_tokenizer(train, config.data.vocab_size)  # deterministic: the same on every resume
+    tokenizer.save(workdir / "tokenizer")
+    policy_model = build_model(config, tokenizer.vocab_size)
+    run = Run(
+        config=config, workdir=workdir, tokenizer=tokenizer, train=train, test=test,
+        policy_model=policy_model, value_model=MultimodalT5(policy_model.config, head="value"),
+        answer_model=build_model(config, tokenizer.vocab_size, lora=True) if config.answer.lora.enabled else policy_model,
+        teacher=teacher, checkpointer=Checkpointer(workdir / "checkpoints", config.checkpoint.keep), log=log,
+        stop=stop, phase_names=[name for name, _ in plan(config)],
+    )
+    log(f"data: {len(train)} train / {len(test)} test problems; vocab {tokenizer.vocab_size}; model "
+        f"{count_params(run.abstract_params('policy')):,} parameters; Teacher {teacher.name}; workdir {workdir}")
+    return run
+
+
+def run(config: Config, log: Log = print) -> dict:
+    """Runs (or resumes) the ARES loop in `config.workdir`; returns the report. Raises
+    `state.Preempted` after saving when SIGTERM/SIGINT arrives."""
+    with StopSignals() as stop:
+        run_ = setup(config, log, stop)
+        state = run_.resume() or RunState(kl_coef=config.ppo.kl_coef)
+        steps = plan(config)
+        for index in range(state.phase_index, len(steps)):
+            name, phase = steps[index]
+            state.phase_index = index
+            log(f"== phase {index + 1}/{len(steps)}: {name}")
+            before = dataclasses.replace(run_.teacher.stats)
+            phase(run_, state)
+            spent = run_.teacher.stats.since(before).as_dict()
+            earlier = state.results["teacher_by_phase"].get(name, {})
+            state.results["teacher_by_phase"][name] = {k: v + earlier.get(k, 0) for k, v in spent.items()}
+            state.phase_index, state.step = index + 1, 0
+            run_.save(state)
+            run_.check_stop(state)
+        report = build_report(state.results, final_label(config), run_.teacher.name, run_.teacher_total().as_dict(),
+                              to_dict(config), run_.test, run_.workdir,
+                              seconds=run_.elapsed())
+        write_report(run_.workdir, report)
+        run_.checkpointer.close()
+    return report

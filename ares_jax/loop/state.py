@@ -1,0 +1,234 @@
+"""What a run carries from phase to phase, and how it survives interruption.
+
+`RunState`: the run's parameters by name (policy, answer, value, reference) and its position
+(phase, step inside it), the adaptive KL coefficient and the results so far (JSON). `Run`: the
+fixed things of a run (config, data, tokenizer, models, Teacher) plus checkpoints, metric logs
+and the stop signal. Random keys are derived from the seed and the position (phase, step), so
+the position is the whole PRNG and data-order state a resumed run needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ares_jax.checkpoint import Checkpointer, abstract_like
+from ares_jax.config import Config, ConfigError, to_dict
+from ares_jax.data.problem import Problem
+from ares_jax.models import MultimodalT5, init_params
+from ares_jax.rl import make_ppo_step, make_scoring_fn
+from ares_jax.sft import make_sft_step
+from ares_jax.teacher.base import Teacher, TeacherStats
+from ares_jax.text.tokenizer import Tokenizer
+from ares_jax.train_state import adamw, adamw_host_scheduled
+
+Log = Callable[[str], None]
+
+# Settings a resumed run may change: how the Teacher is reached and paid for, how often to save.
+RESUMABLE_CHANGES = ("workdir", "teacher.timeout_s", "teacher.concurrency", "teacher.requests_per_minute",
+                     "teacher.tokens_per_minute", "teacher.max_retries", "teacher.backoff_s",
+                     "teacher.max_backoff_s", "teacher.max_requests", "teacher.max_cost_usd", "checkpoint.",
+                     "eval.batch_size")
+
+
+class Preempted(Exception):
+    """SIGTERM or SIGINT arrived: the step in progress was finished and a checkpoint saved."""
+
+
+class StopSignals:
+    """While active, SIGTERM and SIGINT set `requested` instead of ending the process (a TPU
+    preemption notice is a SIGTERM); the loop checks it after every step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+@dataclasses.dataclass
+class RunState:
+    phase_index: int = 0
+    step: int = 0  # optimizer steps (SFT) or rollout batches (RL) finished in the current phase
+    kl_coef: float = 0.0
+    results: dict = dataclasses.field(default_factory=lambda: {"evaluations": {}, "curves": {}, "teacher_by_phase": {}})
+    trees: dict = dataclasses.field(default_factory=dict)  # name -> params
+
+    def add_point(self, curve: str, x: float, y: float) -> None:
+        self.results["curves"].setdefault(curve, []).append([x, float(y)])
+
+
+def _changed_keys(saved, current, prefix="") -> list[str]:
+    if isinstance(saved, dict) and isinstance(current, dict):
+        return [k for key in sorted(set(saved) | set(current))
+                for k in _changed_keys(saved.get(key), current.get(key), f"{prefix}{key}.")]
+    return [] if saved == current else [prefix.rstrip(".")]
+
+
+def write_json_atomic(path: Path, value) -> None:
+    """Write JSON so that a reader (or a crash) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(value, indent=1))
+    os.replace(temporary, path)
+
+
+@dataclasses.dataclass
+class Run:
+    config: Config
+    workdir: Path
+    tokenizer: Tokenizer
+    train: Sequence[Problem]
+    test: Sequence[Problem]
+    policy_model: MultimodalT5
+    value_model: MultimodalT5
+    answer_model: MultimodalT5
+    teacher: Teacher
+    checkpointer: Checkpointer
+    log: Log
+    stop: StopSignals
+    phase_names: list[str]
+    teacher_before: TeacherStats = dataclasses.field(default_factory=TeacherStats)  # paid in earlier processes
+    seconds_before: float = 0.0  # spent in earlier processes, up to their last checkpoint
+    _board: object = None
+    _compiled: dict = dataclasses.field(default_factory=dict)
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    # ---- keys ---------------------------------------------------------------------------------
+
+    def key(self, state: RunState, *path: int):
+        """A PRNG key from the seed, the phase and `path` (e.g. the step)."""
+        key = jax.random.fold_in(jax.random.key(self.config.seed), state.phase_index)
+        for part in path:
+            key = jax.random.fold_in(key, part)
+        return key
+
+    # ---- jitted steps, built once per run (each phase reuses the compiled step) ----------------
+
+    def sft_trainer(self, model: MultimodalT5, trainable=None):
+        """(optimizer, jitted SFT step) for `model`; the learning rate and weight decay are set
+        in the optimizer state by the phase (`set_hyperparams`). `trainable`: LoRA labels."""
+        key = ("sft", id(model), trainable is not None)
+        if key not in self._compiled:
+            optimizer = adamw_host_scheduled()
+            if trainable is not None:
+                optimizer = optax.multi_transform({"adapter": optimizer, "frozen": optax.set_to_zero()}, trainable)
+            self._compiled[key] = optimizer, make_sft_step(model, optimizer)
+        return self._compiled[key]
+
+    def rl_trainer(self):
+        """(optimizer, jitted PPO step, jitted scoring pass) of the RL rounds."""
+        if "rl" not in self._compiled:
+            rl = self.config.rl
+            optimizer = adamw(rl.learning_rate, weight_decay=rl.weight_decay)
+            self._compiled["rl"] = (optimizer, make_ppo_step(self.policy_model, self.value_model, optimizer,
+                                                             self.config.ppo),
+                                    make_scoring_fn(self.policy_model, self.value_model))
+        return self._compiled["rl"]
+
+    # ---- metrics --------------------------------------------------------------------------------
+
+    def log_metrics(self, state: RunState, step: int, metrics: dict) -> None:
+        """One line of `metrics.jsonl` (and TensorBoard scalars when tensorboardX is installed)."""
+        phase = self.phase_names[state.phase_index]
+        line = {"phase": phase, "step": step, "time": round(time.perf_counter() - self.started, 2),
+                **{k: float(v) for k, v in metrics.items()}}
+        with open(self.workdir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+        if self._board is None:
+            try:
+                from tensorboardX import SummaryWriter
+                self._board = SummaryWriter(str(self.workdir / "tensorboard"))
+            except ImportError:
+                self._board = False
+        if self._board:
+            for name, value in metrics.items():
+                self._board.add_scalar(f"{phase}/{name}", float(value), step)
+
+    def elapsed(self) -> float:
+        """Seconds of the whole run, earlier processes included."""
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def teacher_total(self) -> TeacherStats:
+        """What the Teacher was asked over the whole run, earlier processes included."""
+        total = dataclasses.asdict(self.teacher_before)
+        for name, value in dataclasses.asdict(self.teacher.stats).items():
+            total[name] += value
+        return TeacherStats(**total)
+
+    # ---- checkpoints ------------------------------------------------------------------------
+
+    def save(self, state: RunState, train_state=None) -> None:
+        state.results["seconds"] = self.elapsed()
+        items = dict(state.trees)
+        if train_state is not None:
+            items["train"] = train_state
+        record = {"phase_index": state.phase_index, "phase": self.phase_names[min(state.phase_index, len(self.phase_names) - 1)],
+                  "step": state.step, "kl_coef": state.kl_coef, "results": state.results,
+                  "teacher": self.teacher_total().as_dict(), "config": to_dict(self.config)}
+        self.checkpointer.save(items, record)
+
+    def check_stop(self, state: RunState, train_state=None) -> None:
+        """After a step: on SIGTERM/SIGINT, save and raise `Preempted`."""
+        if self.stop.requested:
+            self.save(state, train_state)
+            raise Preempted(f"stopped in phase {self.phase_names[state.phase_index]} at step {state.step}")
+
+    def abstract_params(self, name: str):
+        model = {"policy": self.policy_model, "reference": self.policy_model, "value": self.value_model,
+                 "answer": self.answer_model}[name]
+        return jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
+
+    def resume(self) -> RunState | None:
+        """The state of the latest checkpoint in the work directory (None when there is none);
+        its trees are restored, the phase's own train state is restored by the phase."""
+        record = self.checkpointer.latest_record()
+        if record is None:
+            return None
+        changed = [k for k in _changed_keys(record["config"], to_dict(self.config))
+                   if not any(k == allowed or (allowed.endswith(".") and k.startswith(allowed))
+                              for allowed in RESUMABLE_CHANGES)]
+        if changed:
+            raise ConfigError(
+                f"{self.workdir} holds a run with other settings ({', '.join(changed)}); resume it with the "
+                "settings it was started with, or choose a new workdir")
+        self.teacher_before = TeacherStats(**record["teacher"])
+        self.seconds_before = record["results"].get("seconds", 0.0)
+        names = [n for n in record["trees"] if n != "train"]
+        trees = {name: self.checkpointer.restore(name, self.abstract_params(name)) for name in names}
+        self.log(f"resuming {self.workdir}: phase {record['phase']} (step {record['step']})")
+        return RunState(phase_index=record["phase_index"], step=record["step"], kl_coef=record["kl_coef"],
+                        results=record["results"], trees=trees)
+
+    def restore_train(self, state: RunState, fresh_train_state):
+        """The phase's train state: from the checkpoint when the phase was under way, else fresh."""
+        if state.step == 0:
+            return fresh_train_state
+        return self.checkpointer.restore("train", abstract_like(fresh_train_state))
+
+
+def copy_tree(tree):
+    """A copy with its own buffers (the jitted steps donate theirs)."""
+    return jax.tree_util.tree_map(jnp.copy, tree)
