@@ -34,15 +34,24 @@ def _positive(obj, *names):
             raise _FieldError(f"{name} must be positive, got {getattr(obj, name)}")
 
 
+DATA_SOURCES = ("shapes", "scienceqa", "aokvqa")
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
+    """`shapes`: the built-in task (generated, no download). `scienceqa` / `aokvqa`: the
+    datasets at `path` (their loaders are not built yet; a run with them stops at start-up)."""
+
     source: str = "shapes"
+    path: str = ""
     shapes: ShapesTaskConfig = dataclasses.field(default_factory=lambda: ShapesTaskConfig(train_size=4000, val_size=200, test_size=500))
-    vocab_size: int = 600  # of the BPE tokenizer built from the training corpus
+    vocab_size: int = 600  # of the BPE tokenizer built from the training corpus (built-in task)
 
     def __post_init__(self):
-        if self.source != "shapes":
-            raise _FieldError(f"source must be 'shapes' (the only source so far), got {self.source!r}")
+        if self.source not in DATA_SOURCES:
+            raise _FieldError(f"source must be one of {DATA_SOURCES}, got {self.source!r}")
+        if self.source != "shapes" and not self.path:
+            raise _FieldError(f"path must name the {self.source} folder (data.path=...)")
         _positive(self, "vocab_size")
 
 
@@ -56,6 +65,7 @@ class ModelConfig:
     """
 
     image_input: str = "features"
+    pretrained: str = ""  # a HF T5 / MM-CoT folder to start from; the sizes below are then its own
     d_model: int = 64
     num_heads: int = 4
     d_ff: int = 256

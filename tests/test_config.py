@@ -1,11 +1,14 @@
 """The config tree: YAML + dotted overrides, and clear errors that name the key."""
 
 import re
+from pathlib import Path
 
 import pytest
 
 from ares_jax.config import Config, ConfigError, describe_keys, load_config, to_dict
 from ares_jax.main import main
+
+CONFIGS = Path(__file__).parent.parent / "configs"
 
 
 def test_defaults_yaml_then_overrides(tmp_path):
@@ -81,3 +84,23 @@ def test_missing_teacher_key_stops_the_run_before_any_work(tmp_path, monkeypatch
     assert main(args) == 2
     assert "environment variable NOPE_TEACHER_KEY, which is not set" in capsys.readouterr().err
     assert not (tmp_path / "tokenizer").exists()  # nothing was trained or written
+
+
+@pytest.mark.parametrize("name, epochs, accumulation, whiten", [
+    ("scienceqa_base", 10, 8, True), ("scienceqa_large", 5, 16, False), ("aokvqa_base", 10, 8, True)])
+def test_dataset_configs_carry_the_papers_settings(name, epochs, accumulation, whiten):
+    config = load_config(CONFIGS / f"{name}.yaml")
+    assert (config.rl.epochs, config.ppo.accumulation_steps, config.ppo.whiten_advantages) == (epochs, accumulation, whiten)
+    assert (config.rl.k_samples, config.rl.top_k, config.rl.learning_rate, config.ppo.kl_coef) == (4, 50, 2e-5, 1e-4)
+    assert (config.ppo.gamma, config.ppo.gae_lambda, config.ppo.clip_range, config.ppo.vf_coef) == (1.0, 0.95, 0.2, 1.0)
+    assert config.correction.learning_rate == 8e-5
+    lora = config.answer.lora
+    assert (lora.enabled, lora.rank, lora.alpha, lora.dropout) == (True, 64, 128.0, 0.05)
+    assert config.teacher.backend == "anthropic" and config.teacher.model.startswith("claude-3-haiku")
+
+
+def test_a_dataset_run_stops_at_start_up_saying_what_is_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "unused")
+    assert main([f"config={CONFIGS / 'scienceqa_base.yaml'}", f"workdir={tmp_path}"]) == 2
+    assert "data.source=scienceqa" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written

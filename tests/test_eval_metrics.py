@@ -63,8 +63,18 @@ def test_win_rate_cancels_position_bias_and_counts_ties_half():
     assert win_rate(FirstAlwaysWins(), problems, golds, broken)["win_rate"] == 0.5
     rule = RuleTeacher()
     result = win_rate(rule, problems, golds, broken, concurrency=2)
-    assert result == {"win_rate": 1.0, "wins": 12.0, "ties": 0.0, "losses": 0.0, "judgements": 12.0}
+    assert result == {"win_rate": 1.0, "ci95": [1.0, 1.0], "wins": 12.0, "ties": 0.0, "losses": 0.0,
+                      "judgements": 12.0}
     assert win_rate(rule, problems, broken, golds)["win_rate"] == 0.0
     assert win_rate(rule, problems, golds, golds)["win_rate"] == 0.5
     with pytest.raises(ValueError, match="one rationale from each model"):
         win_rate(rule, problems, golds, broken[:2])
+
+
+def test_mean_with_ci95_by_hand():
+    from ares_jax.eval.metrics import mean_with_ci95
+
+    # values 1, 0, 1, 0: mean 0.5, sample std sqrt(1/3), half width 1.96 * 0.57735 / 2 = 0.5658.
+    mean, low, high = mean_with_ci95([1, 0, 1, 0])
+    assert mean == 0.5 and abs(low - (0.5 - 0.565803)) < 1e-6 and abs(high - (0.5 + 0.565803)) < 1e-6
+    assert mean_with_ci95([0.25]) == (0.25, 0.25, 0.25) and mean_with_ci95([]) == (0.0, 0.0, 0.0)

@@ -95,6 +95,28 @@ def test_resuming_with_other_settings_is_refused(reference, capsys):
     assert "rl.epochs" in capsys.readouterr().err
 
 
+def test_lora_answer_stage_without_rounds(tmp_path):
+    args = [f"workdir={tmp_path}", *TINY, "rounds=0", "rationale.steps=10", "answer.lora.enabled=true",
+            "answer.lora.rank=2", "answer.lora.targets=q,v,wo"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert list(report["phases"]) == ["baseline"] and report["ares"]["win_rate_vs_baseline"] == 0.5
+    assert report["ares"]["accuracy_gain"] == {"points": 0.0, "ci95": [0.0, 0.0]}
+    # Finished: a rerun restores the adapted answer model's tree (its shape has the adapters) and
+    # rebuilds the same report.
+    assert main(args) == 0
+    assert json.loads((tmp_path / "report.json").read_text())["phases"] == report["phases"]
+
+
+def test_settings_a_checkpoint_lacks_count_as_their_defaults():
+    from ares_jax.loop.state import _changed_keys
+
+    saved, defaults = {"a": 1, "s": {"b": 2}}, {"a": 0, "s": {"b": 0}, "added": 5}
+    assert _changed_keys(saved, {"a": 1, "s": {"b": 3}, "added": 5}, defaults) == ["s.b"]
+    assert _changed_keys(saved, {"a": 1, "s": {"b": 2}, "added": 6}, defaults) == ["added"]
+    assert _changed_keys(saved, {"a": 1, "s": {"b": 2}, "added": 5}, defaults) == []
+
+
 def start(workdir):
     command = [sys.executable, "-m", "ares_jax.main", f"workdir={workdir}", *TINY]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -66,6 +66,16 @@ def fluency(rationales: Sequence[str], n: int = 3) -> dict[str, float]:
 _POINTS_FOR_FIRST = {"a": 1.0, "tie": 0.5, "b": 0.0}
 
 
+def mean_with_ci95(values: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of per-problem values and its 95% interval (normal
+    approximation, standard error over problems). Paired differences go in as one value each."""
+    values = np.asarray(values, np.float64)
+    if len(values) == 0:
+        return 0.0, 0.0, 0.0
+    half = 1.96 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
+    return float(values.mean()), float(values.mean() - half), float(values.mean() + half)
+
+
 def win_rate(
     teacher: Teacher,
     problems: Sequence[Problem],
@@ -75,14 +85,17 @@ def win_rate(
 ) -> dict[str, float]:
     """How often A's rationale beats B's on the same problem. Each pair is judged twice, A shown
     first then B shown first, to cancel position bias; a win is 1, a tie 0.5; the rate is the
-    mean over both orders and all problems."""
+    mean over both orders and all problems, `ci95` its 95% interval over problems."""
     if not len(problems) == len(rationales_a) == len(rationales_b):
         raise ValueError("win_rate needs one rationale from each model per problem")
     a_first = run_batch(teacher.judge, list(zip(problems, rationales_a, rationales_b)), concurrency)
     b_first = run_batch(teacher.judge, list(zip(problems, rationales_b, rationales_a)), concurrency)
     points = [_POINTS_FOR_FIRST[v] for v in a_first] + [1.0 - _POINTS_FOR_FIRST[v] for v in b_first]
+    per_problem = [(_POINTS_FOR_FIRST[x] + 1.0 - _POINTS_FOR_FIRST[y]) / 2 for x, y in zip(a_first, b_first)]
+    rate, low, high = mean_with_ci95(per_problem)
     return {
-        "win_rate": float(np.mean(points)) if points else 0.0,
+        "win_rate": rate,
+        "ci95": [low, high],
         "wins": float(sum(p == 1.0 for p in points)),
         "ties": float(sum(p == 0.5 for p in points)),
         "losses": float(sum(p == 0.0 for p in points)),

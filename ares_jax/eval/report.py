@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ares_jax.data.problem import Problem
+from ares_jax.eval.metrics import mean_with_ci95
 
 _TITLES = {"baseline": "baseline"}
 
@@ -22,9 +23,14 @@ def build_report(results: dict, final_label: str, teacher_name: str, teacher_tot
     evaluations = results["evaluations"]
     comparison = results["comparison"]
     texts = {label: json.loads((workdir / "eval" / f"{label}.json").read_text()) for label in ("baseline", final_label)}
+    # The accuracy gain, paired by problem, with its 95% interval: is ARES ahead beyond noise?
+    gain, low, high = mean_with_ci95([
+        float(ares["answer"] == p.answer) - float(base["answer"] == p.answer)
+        for p, base, ares in zip(test, texts["baseline"], texts[final_label])])
     return {
         "baseline": evaluations["baseline"],
-        "ares": dict(evaluations[final_label], win_rate_vs_baseline=comparison["win_rate"], judgements=comparison),
+        "ares": dict(evaluations[final_label], win_rate_vs_baseline=comparison["win_rate"], judgements=comparison,
+                     accuracy_gain={"points": 100 * gain, "ci95": [100 * low, 100 * high]}),
         "phases": evaluations,
         "corrections": results.get("corrections", {}),
         "curves": results["curves"],
@@ -56,14 +62,17 @@ def _markdown(report: dict) -> str:
     for defect in phases["baseline"]["fluency"]:
         row(f"fluency defect: {defect.replace('_', ' ')}", [phases[label]["fluency"][defect] for label in labels])
     ares, baseline, teacher = report["ares"], report["baseline"], report["teacher"]
-    judged = ares["judgements"]
-    ahead = ares["answer_accuracy"] > baseline["answer_accuracy"]
+    judged, gain = ares["judgements"], ares["accuracy_gain"]
+    low, high = gain["ci95"]
+    verdict = "ahead" if low > 0 else "behind" if high < 0 else "not distinguishable from the baseline at 95%"
     lines = [
         "# ARES run report", "",
-        f"ARES answer accuracy {ares['answer_accuracy']:.1%} vs baseline {baseline['answer_accuracy']:.1%} "
-        f"({'ahead' if ahead else 'not ahead'}); ARES rationales win {ares['win_rate_vs_baseline']:.1%} of the Teacher's "
-        f"comparisons with the baseline's ({judged['wins']:.0f} wins, {judged['ties']:.0f} ties, {judged['losses']:.0f} "
-        f"losses over {judged['judgements']:.0f} judgements, both orders).", "",
+        f"ARES answer accuracy {ares['answer_accuracy']:.1%} vs baseline {baseline['answer_accuracy']:.1%}: "
+        f"{gain['points']:+.1f} points (95% interval {low:+.1f} to {high:+.1f}, paired by problem), {verdict}. "
+        f"ARES rationales win {ares['win_rate_vs_baseline']:.1%} (95% interval {judged['ci95'][0]:.1%} to "
+        f"{judged['ci95'][1]:.1%}) of the Teacher's comparisons with the baseline's ({judged['wins']:.0f} wins, "
+        f"{judged['ties']:.0f} ties, {judged['losses']:.0f} losses over {judged['judgements']:.0f} judgements, "
+        "both orders).", "",
         *rows, "",
         f"Teacher `{teacher['name']}`: {teacher['requests']} requests, {teacher['cache_hits']} cache hits, "
         f"{teacher['unscored']} unscored, ${teacher['cost_usd']:.4f}. Run time {report['seconds']:.0f} s.", "",

@@ -80,10 +80,19 @@ class RunState:
         self.results["curves"].setdefault(curve, []).append([x, float(y)])
 
 
-def _changed_keys(saved, current, prefix="") -> list[str]:
+_MISSING = object()
+
+
+def _changed_keys(saved, current, defaults, prefix="") -> list[str]:
+    """Dotted keys whose value differs; a key the saved config lacks (written by an older
+    version) counts as unchanged when the current value is the default."""
     if isinstance(saved, dict) and isinstance(current, dict):
+        defaults = defaults if isinstance(defaults, dict) else {}
         return [k for key in sorted(set(saved) | set(current))
-                for k in _changed_keys(saved.get(key), current.get(key), f"{prefix}{key}.")]
+                for k in _changed_keys(saved.get(key, _MISSING), current.get(key, _MISSING),
+                                       defaults.get(key, _MISSING), f"{prefix}{key}.")]
+    if saved is _MISSING:
+        saved = defaults
     return [] if saved == current else [prefix.rstrip(".")]
 
 
@@ -207,7 +216,7 @@ class Run:
         record = self.checkpointer.latest_record()
         if record is None:
             return None
-        changed = [k for k in _changed_keys(record["config"], to_dict(self.config))
+        changed = [k for k in _changed_keys(record["config"], to_dict(self.config), to_dict(Config()))
                    if not any(k == allowed or (allowed.endswith(".") and k.startswith(allowed))
                               for allowed in RESUMABLE_CHANGES)]
         if changed:
