@@ -89,10 +89,16 @@ def test_a_finished_run_rerun_asks_the_teacher_nothing(reference, capsys):
     assert "report: " in capsys.readouterr().out
 
 
-def test_resuming_with_other_settings_is_refused(reference, capsys):
+def test_resuming_with_other_settings_is_refused_and_changes_nothing(reference, capsys):
     workdir, _ = reference
-    assert main([f"workdir={workdir}", *TINY, "rl.epochs=3"]) == 2
-    assert "rl.epochs" in capsys.readouterr().err
+    def contents():  # SQLite's -wal/-shm side files belong to open connections, not to the data
+        return {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
+
+    before = contents()
+    assert main([f"workdir={workdir}", *TINY, "rl.epochs=3", "data.vocab_size=300"]) == 2
+    err = capsys.readouterr().err
+    assert "rl.epochs" in err and "data.vocab_size" in err
+    assert contents() == before
 
 
 def test_lora_answer_stage_without_rounds(tmp_path):

@@ -100,7 +100,8 @@ def _plot(report: dict, path: Path) -> None:
                 axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name.split("/")[0])
         axis.set_title(title)
         axis.set_xlabel("rollout batch")
-        axis.legend(fontsize=8)
+        if axis.get_legend_handles_labels()[0]:  # a run without RL rounds has nothing to label
+            axis.legend(fontsize=8)
     axis = axes.flat[4]
     for name, points in curves.items():
         if name.endswith("/loss"):

@@ -139,12 +139,16 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
         order_rng = np.random.default_rng([config.seed, state.phase_index, iteration])
         size = len(problems) * rl.k_samples
         step_metrics = []
+        ppo_bar = tqdm(total=rl.epochs * (size // rl.minibatch_size), desc=f"{name} PPO steps", unit="step",
+                       leave=False)
         for _ in range(rl.epochs):
             order = order_rng.permutation(size)
             for start in range(0, size - rl.minibatch_size + 1, rl.minibatch_size):
                 rows = jnp.asarray(order[start:start + rl.minibatch_size])
                 train_state, m = ppo_step(train_state, jax.tree_util.tree_map(lambda x: x[rows], buffer))
                 step_metrics.append(m)
+                ppo_bar.update(1)
+        ppo_bar.close()
         for key in ("policy_loss", "value_loss", "clipfrac", "approx_kl", "skipped"):
             metrics[key] = float(np.mean([float(m[key]) for m in step_metrics]))
         if controller is not None:

@@ -62,7 +62,6 @@ def setup(config: Config, log: Log, stop: StopSignals) -> Run:
     teacher = make_teacher(config.teacher, workdir / "teacher_cache.sqlite")  # a missing key fails here
     train, test = make_split(config.data.shapes, "train"), make_split(config.data.shapes, "test")
     tokenizer = build_tokenizer(train, config.data.vocab_size)  # deterministic: the same on every resume
-    tokenizer.save(workdir / "tokenizer")
     policy_model = build_model(config, tokenizer.vocab_size)
     run = Run(
         config=config, workdir=workdir, tokenizer=tokenizer, train=train, test=test,
@@ -81,23 +80,26 @@ def run(config: Config, log: Log = print) -> dict:
     `state.Preempted` after saving when SIGTERM/SIGINT arrives."""
     with StopSignals() as stop:
         run_ = setup(config, log, stop)
-        state = run_.resume() or RunState(kl_coef=config.ppo.kl_coef)
-        steps = plan(config)
-        for index in range(state.phase_index, len(steps)):
-            name, phase = steps[index]
-            state.phase_index = index
-            log(f"== phase {index + 1}/{len(steps)}: {name}")
-            before = dataclasses.replace(run_.teacher.stats)
-            phase(run_, state)
-            spent = run_.teacher.stats.since(before).as_dict()
-            earlier = state.results["teacher_by_phase"].get(name, {})
-            state.results["teacher_by_phase"][name] = {k: v + earlier.get(k, 0) for k, v in spent.items()}
-            state.phase_index, state.step = index + 1, 0
-            run_.save(state)
-            run_.check_stop(state)
-        report = build_report(state.results, final_label(config), run_.teacher.name, run_.teacher_total().as_dict(),
-                              to_dict(config), run_.test, run_.workdir,
-                              seconds=run_.elapsed())
-        write_report(run_.workdir, report)
-        run_.checkpointer.close()
+        try:
+            state = run_.resume() or RunState(kl_coef=config.ppo.kl_coef)  # refuses other settings
+            run_.tokenizer.save(run_.workdir / "tokenizer")
+            steps = plan(config)
+            for index in range(state.phase_index, len(steps)):
+                name, phase = steps[index]
+                state.phase_index = index
+                log(f"== phase {index + 1}/{len(steps)}: {name}")
+                before = dataclasses.replace(run_.teacher.stats)
+                phase(run_, state)
+                spent = run_.teacher.stats.since(before).as_dict()
+                earlier = state.results["teacher_by_phase"].get(name, {})
+                state.results["teacher_by_phase"][name] = {k: v + earlier.get(k, 0) for k, v in spent.items()}
+                state.phase_index, state.step = index + 1, 0
+                run_.save(state)
+                run_.check_stop(state)
+            report = build_report(state.results, final_label(config), run_.teacher.name,
+                                  run_.teacher_total().as_dict(), to_dict(config), run_.test, run_.workdir,
+                                  seconds=run_.elapsed())
+            write_report(run_.workdir, report)
+        finally:
+            run_.checkpointer.close()
     return report
