@@ -101,5 +101,5 @@ def run(config: Config, log: Log = print) -> dict:
                                   seconds=run_.elapsed())
             write_report(run_.workdir, report)
         finally:
-            run_.checkpointer.close()
+            run_.close()
     return report

@@ -231,6 +231,12 @@ class Run:
         return RunState(phase_index=record["phase_index"], step=record["step"], kl_coef=record["kl_coef"],
                         results=record["results"], trees=trees)
 
+    def close(self) -> None:
+        """Finish pending writes: checkpoints and TensorBoard events."""
+        self.checkpointer.close()
+        if self._board:
+            self._board.close()
+
     def restore_train(self, state: RunState, fresh_train_state):
         """The phase's train state: from the checkpoint when the phase was under way, else fresh."""
         if state.step == 0:
