@@ -158,6 +158,9 @@ class RLConfig:
                   "epochs", "minibatch_size", "learning_rate", "kl_horizon")
         if self.weight_decay < 0 or self.kl_target < 0:
             raise _FieldError("weight_decay and kl_target must be >= 0")
+        if self.questions_per_round % self.prompts_per_rollout:
+            raise _FieldError(f"questions_per_round ({self.questions_per_round}) must be a multiple of "
+                              f"prompts_per_rollout ({self.prompts_per_rollout}): rollout batches have one shape")
         if (self.prompts_per_rollout * self.k_samples) % self.minibatch_size:
             raise _FieldError(f"minibatch_size ({self.minibatch_size}) must divide prompts_per_rollout x k_samples "
                               f"({self.prompts_per_rollout * self.k_samples})")

@@ -42,6 +42,15 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("teacher.max_cost_usd=-1", "teacher.max_cost_usd must be >= 0"),
         ("model.d_model=50", "model.d_model (50) must be divisible by num_heads (4)"),
         ("seed", "not key=value"),
+        ("ppo.clip_range=1.5", "ppo.clip_range must be in (0, 1)"),
+        ("rl.questions_per_round=100", "rl.questions_per_round (100) must be a multiple of prompts_per_rollout (64)"),
+        ("rl.minibatch_size=48", "rl.minibatch_size (48) must divide prompts_per_rollout x k_samples (256)"),
+        ("rounds=-1", "rounds must be >= 0"),
+        ("answer.lora.targets=[q,x]", "answer.lora.targets must be a non-empty list of"),
+        ("answer.lora.dropout=1", "answer.lora.dropout must be in [0, 1)"),
+        ("correction.questions=0", "correction.questions must be positive"),
+        ("checkpoint.keep=0", "checkpoint.keep must be positive"),
+        ("data.source=scienceqa", "data.path must name the scienceqa folder"),
     ],
 )
 def test_bad_keys_and_values_name_the_key(override, message):

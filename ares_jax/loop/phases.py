@@ -119,7 +119,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     policy's trunk with a fresh head (first round) and carries over between rounds."""
     config, rl = run.config, run.config.rl
     questions = _questions(run, rl.questions_per_round, round_index, 0)
-    iterations = max(1, len(questions) // rl.prompts_per_rollout)
+    iterations = len(questions) // rl.prompts_per_rollout
     if state.step == 0:
         state.trees["reference"] = copy_tree(state.trees["policy"])
         if "value" not in state.trees:
