@@ -162,7 +162,7 @@ class Run:
     def log_metrics(self, state: RunState, step: int, metrics: dict) -> None:
         """One line of `metrics.jsonl` (and TensorBoard scalars when tensorboardX is installed)."""
         phase = self.phase_names[state.phase_index]
-        line = {"phase": phase, "step": step, "time": round(time.perf_counter() - self.started, 2),
+        line = {"phase": phase, "step": step, "time": round(self.elapsed(), 2),
                 **{k: float(v) for k, v in metrics.items()}}
         with open(self.workdir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")
@@ -227,7 +227,10 @@ class Run:
         self.seconds_before = record["results"].get("seconds", 0.0)
         names = [n for n in record["trees"] if n != "train"]
         trees = {name: self.checkpointer.restore(name, self.abstract_params(name)) for name in names}
-        self.log(f"resuming {self.workdir}: phase {record['phase']} (step {record['step']})")
+        if record["phase_index"] >= len(self.phase_names):
+            self.log(f"{self.workdir} holds a finished run: rebuilding its report")
+        else:
+            self.log(f"resuming {self.workdir}: phase {record['phase']} (step {record['step']})")
         return RunState(phase_index=record["phase_index"], step=record["step"], kl_coef=record["kl_coef"],
                         results=record["results"], trees=trees)
 
