@@ -10,12 +10,10 @@ from typing import Sequence
 from ares_jax.data.problem import Problem
 from ares_jax.eval.metrics import mean_with_ci95
 
-_TITLES = {"baseline": "baseline"}
-
-
 def _title(label: str) -> str:
+    """"rl_1" -> "after RL 1", "sft_2" -> "after SFT 2"; "baseline" stays."""
     kind, _, number = label.partition("_")
-    return _TITLES.get(label) or {"rl": f"after RL {number}", "sft": f"after SFT {number}"}.get(kind, label)
+    return {"rl": f"after RL {number}", "sft": f"after SFT {number}"}.get(kind, label)
 
 
 def build_report(results: dict, final_label: str, teacher_name: str, teacher_total: dict, config: dict,

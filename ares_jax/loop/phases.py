@@ -134,7 +134,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
                leave=False)
     for iteration in bar:
         problems = questions[iteration * rl.prompts_per_rollout:(iteration + 1) * rl.prompts_per_rollout]
-        buffer, metrics, _ = collect_rollout(run, train_state.params, state.trees["reference"], problems,
+        buffer, metrics = collect_rollout(run, train_state.params, state.trees["reference"], problems,
                                              run.key(state, iteration), state.kl_coef, scoring)
         order_rng = np.random.default_rng([config.seed, state.phase_index, iteration])
         size = len(problems) * rl.k_samples

@@ -47,7 +47,7 @@ def collect_rollout(run, params: dict, ref_params, problems: Sequence[Problem], 
                              sampling, config.rl.k_samples)
     batch.pop("sample_logprobs")
     lengths = np.asarray(batch["response_mask"]).sum(axis=1)
-    texts, sentences, segment_ids = response_segments(run.tokenizer, batch["tokens"], lengths)
+    _, sentences, segment_ids = response_segments(run.tokenizer, batch["tokens"], lengths)
     repeated = [p for p in problems for _ in range(config.rl.k_samples)]
     # The "Solution:" tag is part of the first sentence's tokens but not of its claim.
     requests = [(p, [strip_solution_tag(s) for s in row]) for p, row in zip(repeated, sentences)]
@@ -69,4 +69,4 @@ def collect_rollout(run, params: dict, ref_params, problems: Sequence[Problem], 
         "response_tokens": float(lengths.mean()),
         "unscored": float((~scored).sum()),
     }
-    return {key: batch[key] for key in PPO_KEYS if key in batch}, metrics, texts
+    return {key: batch[key] for key in PPO_KEYS if key in batch}, metrics

@@ -22,6 +22,7 @@ from ares_jax.loop import phases
 from ares_jax.loop.generation import build_model
 from ares_jax.loop.state import Log, Run, RunState, StopSignals
 from ares_jax.models import MultimodalT5, count_params
+from ares_jax.teacher.base import TeacherStats
 from ares_jax.teacher.factory import make_teacher
 
 Phase = Callable[[Run, RunState], None]
@@ -51,7 +52,7 @@ def final_label(config: Config) -> str:
     return f"sft_{config.rounds}" if config.rounds else "baseline"
 
 
-def setup(config: Config, log: Log, stop: StopSignals) -> Run:
+def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -> Run:
     if config.data.source != "shapes" or config.model.pretrained:
         raise ConfigError(
             f"data.source={config.data.source} / model.pretrained: the dataset loaders and pretrained starts are "
@@ -68,7 +69,7 @@ def setup(config: Config, log: Log, stop: StopSignals) -> Run:
         policy_model=policy_model, value_model=MultimodalT5(policy_model.config, head="value"),
         answer_model=build_model(config, tokenizer.vocab_size, lora=True) if config.answer.lora.enabled else policy_model,
         teacher=teacher, checkpointer=Checkpointer(workdir / "checkpoints", config.checkpoint.keep), log=log,
-        stop=stop, phase_names=[name for name, _ in plan(config)],
+        stop=stop, phase_names=phase_names,
     )
     log(f"data: {len(train)} train / {len(test)} test problems; vocab {tokenizer.vocab_size}; model "
         f"{count_params(run.abstract_params('policy')):,} parameters; Teacher {teacher.name}; workdir {workdir}")
@@ -79,20 +80,20 @@ def run(config: Config, log: Log = print) -> dict:
     """Runs (or resumes) the ARES loop in `config.workdir`; returns the report. Raises
     `state.Preempted` after saving when SIGTERM/SIGINT arrives."""
     with StopSignals() as stop:
-        run_ = setup(config, log, stop)
+        steps = plan(config)
+        run_ = setup(config, log, stop, [name for name, _ in steps])
         try:
             state = run_.resume() or RunState(kl_coef=config.ppo.kl_coef)  # refuses other settings
             run_.tokenizer.save(run_.workdir / "tokenizer")
-            steps = plan(config)
             for index in range(state.phase_index, len(steps)):
                 name, phase = steps[index]
                 state.phase_index = index
                 log(f"== phase {index + 1}/{len(steps)}: {name}")
                 before = dataclasses.replace(run_.teacher.stats)
                 phase(run_, state)
-                spent = run_.teacher.stats.since(before).as_dict()
-                earlier = state.results["teacher_by_phase"].get(name, {})
-                state.results["teacher_by_phase"][name] = {k: v + earlier.get(k, 0) for k, v in spent.items()}
+                spent = run_.teacher.stats.since(before)
+                earlier = TeacherStats(**state.results["teacher_by_phase"].get(name, {}))  # a resumed phase
+                state.results["teacher_by_phase"][name] = earlier.plus(spent).as_dict()
                 state.phase_index, state.step = index + 1, 0
                 run_.save(state)
                 run_.check_stop(state)

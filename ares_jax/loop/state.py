@@ -182,10 +182,7 @@ class Run:
 
     def teacher_total(self) -> TeacherStats:
         """What the Teacher was asked over the whole run, earlier processes included."""
-        total = dataclasses.asdict(self.teacher_before)
-        for name, value in dataclasses.asdict(self.teacher.stats).items():
-            total[name] += value
-        return TeacherStats(**total)
+        return self.teacher_before.plus(self.teacher.stats)
 
     # ---- checkpoints ------------------------------------------------------------------------
 

@@ -47,6 +47,11 @@ class TeacherStats:
         return TeacherStats(**{f.name: getattr(self, f.name) - getattr(earlier, f.name)
                                for f in dataclasses.fields(self)})
 
+    def plus(self, other: "TeacherStats") -> "TeacherStats":
+        """Both together (e.g. what earlier processes of a resumed run asked, and this one)."""
+        return TeacherStats(**{f.name: getattr(self, f.name) + getattr(other, f.name)
+                               for f in dataclasses.fields(self)})
+
 
 class Teacher(abc.ABC):
     name: str = "teacher"

@@ -68,8 +68,3 @@ class TeacherCache:
 
     def __len__(self) -> int:
         return self._connect().execute("SELECT COUNT(*) FROM replies").fetchone()[0]
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
