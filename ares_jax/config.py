@@ -34,24 +34,42 @@ def _positive(obj, *names):
             raise _FieldError(f"{name} must be positive, got {getattr(obj, name)}")
 
 
-DATA_SOURCES = ("shapes", "scienceqa", "aokvqa")
+DATA_SOURCES = ("shapes", "scienceqa", "aokvqa", "hf", "tfds")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """`shapes`: the built-in task (generated, no download). `scienceqa` / `aokvqa`: the
-    datasets at `path` (their loaders are not built yet; a run with them stops at start-up)."""
+    """Where the problems come from (`ares_jax/data/load.py`).
+
+    source: `shapes` the built-in task (generated, no download); `scienceqa` the official layout
+      in `path` (problems.json, pid_splits.json); `aokvqa` A-OKVQA in `path`, MM-CoT's
+      problems.json style or allenai's aokvqa_v1p0_<split>.json (COCO 2017 folder in `images`);
+      `hf` the HF parquet layout (a local folder or a hub name in `path`); `tfds` a TFDS builder
+      named in `path`. File paths are relative to the working directory.
+    """
 
     source: str = "shapes"
     path: str = ""
+    train_split: str = "train"  # a pid_splits.json key (train, minitrain, ...) or the source's split
+    test_split: str = "test"
+    captions: str = ""  # {"captions": {qid: text}}; the caption joins the hint in the context
+    images: str = ""  # the image folder (ScienceQA's images/, COCO 2017 for A-OKVQA), for the Teachers
+    features: str = ""  # precomputed image features .npy [N, P, F], the model's image input
+    name_map: str = ""  # question id -> feature row; default: name_map.json beside `features`
+    skip_bad_records: bool = False  # warn and count bad records instead of stopping
+    tfds_data_dir: str = ""
+    tfds_fields: tuple[str, ...] = ()  # FIELD=FEATURE pairs, e.g. question=question_text
     shapes: ShapesTaskConfig = dataclasses.field(default_factory=lambda: ShapesTaskConfig(train_size=4000, val_size=200, test_size=500))
-    vocab_size: int = 600  # of the BPE tokenizer built from the training corpus (built-in task)
+    vocab_size: int = 600  # of the BPE tokenizer built from the training corpus
 
     def __post_init__(self):
         if self.source not in DATA_SOURCES:
             raise _FieldError(f"source must be one of {DATA_SOURCES}, got {self.source!r}")
         if self.source != "shapes" and not self.path:
-            raise _FieldError(f"path must name the {self.source} folder (data.path=...)")
+            raise _FieldError(f"path must name the {self.source} data (data.path=...)")
+        if self.features.endswith((".pth", ".pt")):
+            raise _FieldError(f"features: {self.features} is a PyTorch file; convert it to .npy once "
+                              f"(see configs/scienceqa_base.yaml)")
         _positive(self, "vocab_size")
 
 

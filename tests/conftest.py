@@ -1,7 +1,14 @@
+import io
+import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as fake_api_server
 
@@ -9,3 +16,41 @@ sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as fake_api_
 # subprocesses: a resumed run then reuses what the first run compiled instead of compiling again.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="ares_jax_test_xla_"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server speaking the OpenAI and Anthropic APIs as a well-behaved Teacher
+    (every sentence 1.0, nothing to correct, A is better); tests script other replies."""
+    from fake_api_server import FakeAPIServer, all_ones
+
+    s = FakeAPIServer()
+    s.default = all_ones
+    yield s
+    s.close()
+
+
+def png(value: int, size=(6, 5)) -> bytes:
+    """A small PNG whose pixels depend on `value` (test images)."""
+    pixels = (np.arange(size[0] * size[1] * 3).reshape(size[0], size[1], 3) * 7 + value) % 256
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def sqa(tmp_path) -> Path:
+    """The ScienceQA fixture in the official layout: data/scienceqa/{problems,pid_splits}.json,
+    data/captions.json, images/<split>/<qid>/image.png, vision_features/{detr.npy,name_map.json}."""
+    root = tmp_path / "data"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "scienceqa", root / "scienceqa")
+    shutil.move(root / "scienceqa" / "captions.json", root / "captions.json")
+    for split, qid in [("train", "1"), ("test", "4")]:
+        folder = tmp_path / "images" / split / qid
+        folder.mkdir(parents=True)
+        (folder / "image.png").write_bytes(png(int(qid)))
+    features = tmp_path / "vision_features"
+    features.mkdir()
+    np.save(features / "detr.npy", np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4))
+    (features / "name_map.json").write_text(json.dumps({"1": "0", "4": "1"}))
+    return tmp_path

@@ -4,6 +4,7 @@ from ares_jax.data.problem import Problem
 from ares_jax.data.prompts import (
     answer_prompt,
     answer_target,
+    join_context,
     parse_answer,
     rationale_prompt,
     rationale_target,

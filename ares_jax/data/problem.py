@@ -16,8 +16,10 @@ import numpy as np
 class Problem:
     """A multiple-choice question with its gold rationale.
 
-    image: uint8 pixels `[H, W, 3]`, precomputed features `[P, F]`, a path to an image file, or
-      None for a text-only question.
+    image: the picture, for the Teachers and pixel models: uint8 pixels `[H, W, 3]`, a path to an
+      image file, encoded image bytes (PNG/JPEG), or None for a text-only question.
+    features: precomputed image features `[P, F]` the model reads instead of pixels (MM-CoT's
+      ViT/DETR/CLIP tables), or None.
     extras: source-specific fields (ScienceQA's subject/grade, the built-in task's scene).
     """
 
@@ -26,10 +28,11 @@ class Problem:
     choices: tuple[str, ...]
     answer: int
     context: str = ""
-    image: np.ndarray | str | None = None
+    image: np.ndarray | str | bytes | None = None
     lecture: str = ""
     solution: str = ""
     split: str = "train"
+    features: np.ndarray | None = None
     extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):

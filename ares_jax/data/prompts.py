@@ -4,6 +4,12 @@
       -> "Solution: <rationale>"
     ... the same ... Solution: <rationale>\nAnswer:
       -> "The answer is (B)."
+
+As MM-CoT builds them (`utils_prompt.build_train_pair`): the context is the hint and the
+optional caption joined by a space, "N/A" when both are empty; line breaks inside the lecture and
+solution are written as the two characters backslash-n; each prompt has one pass of "  " -> " "
+and is stripped. (MM-CoT's data loader then also collapses all whitespace before tokenizing;
+T5's SentencePiece tokenizer does the same, so that step is left to the tokenizer.)
 """
 
 from __future__ import annotations
@@ -19,21 +25,35 @@ def options_text(choices) -> str:
     return " ".join(f"({chr(ord('A') + i)}) {choice}" for i, choice in enumerate(choices))
 
 
+def join_context(hint: str, caption: str = "") -> str:
+    """`Problem.context` as MM-CoT builds it: hint and image caption joined by a space, stripped
+    (the prompt writes "N/A" when it is empty)."""
+    return " ".join([hint, caption]).strip()
+
+
+def _escape_newlines(text: str) -> str:
+    return text.replace("\n", "\\n")
+
+
+def _tidy(text: str) -> str:
+    return text.replace("  ", " ").strip()
+
+
 def _question_block(problem: Problem) -> str:
     context = problem.context.strip() or "N/A"
     return f"Question: {problem.question}\nContext: {context}\nOptions: {options_text(problem.choices)}\n"
 
 
 def rationale_prompt(problem: Problem) -> str:
-    return _question_block(problem) + SOLUTION_TAG
+    return _tidy(_question_block(problem) + SOLUTION_TAG)
 
 
 def rationale_target(problem: Problem, with_lecture: bool = False) -> str:
     """The gold rationale as the model writes it: "Solution: <solution>" (MM-CoT's "E"), or with
     the lecture first (its "LE")."""
     parts = (problem.lecture, problem.solution) if with_lecture else (problem.solution,)
-    body = " ".join(part.strip() for part in parts if part.strip())
-    return f"{SOLUTION_TAG} {body}"
+    body = " ".join(_escape_newlines(part.strip()) for part in parts if part.strip())
+    return _tidy(f"{SOLUTION_TAG} {body}")
 
 
 def strip_solution_tag(rationale: str) -> str:
@@ -42,7 +62,7 @@ def strip_solution_tag(rationale: str) -> str:
 
 
 def answer_prompt(problem: Problem, rationale: str) -> str:
-    return _question_block(problem) + f"{SOLUTION_TAG} {strip_solution_tag(rationale)}\nAnswer:"
+    return _tidy(_question_block(problem) + f"{SOLUTION_TAG} {strip_solution_tag(rationale)}\nAnswer:")
 
 
 def answer_target(problem: Problem) -> str:
