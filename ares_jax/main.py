@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from ares_jax import loop
+    from ares_jax.data.records import DataError
     from ares_jax.loop.state import Preempted
     from ares_jax.teacher.backends import TeacherSetupError
     from ares_jax.teacher.service import TeacherBudgetExhausted, TeacherUnavailable
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except ConfigError as error:
         print(f"ares_jax: bad configuration: {error}", file=sys.stderr)
+        return 2
+    except DataError as error:
+        print(f"ares_jax: bad data: {error}", file=sys.stderr)
         return 2
     except TeacherSetupError as error:
         print(f"ares_jax: the Teacher cannot be used: {error}", file=sys.stderr)

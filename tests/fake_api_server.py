@@ -4,6 +4,7 @@ messages APIs, with scripted replies, recording every request it gets."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,25 @@ def anthropic_body(text: str) -> dict:
     return {"id": "m", "type": "message", "role": "assistant", "model": "fake",
             "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
             "usage": {"input_tokens": 100, "output_tokens": 20}}
+
+
+def user_part(body, kind):
+    message = body["messages"][1] if body["messages"][0]["role"] == "system" else body["messages"][0]
+    return [part for part in message["content"] if part["type"] == kind]
+
+
+def sentence_count(body) -> int:
+    return len(re.findall(r'^ "(\d+)": ', user_part(body, "text")[0]["text"], re.M))
+
+
+def all_ones(body):
+    """A well-behaved Teacher: every sentence 1.0, nothing to correct, A is better."""
+    system = body.get("system") or body["messages"][0]["content"]
+    if "compare two explanations" in system:
+        return '{"better": "A"}'
+    if "correct a student" in system:
+        return "{UNCHANGED}"
+    return json.dumps({str(i + 1): 1.0 for i in range(sentence_count(body))})
 
 
 class FakeAPIServer:

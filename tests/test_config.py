@@ -50,7 +50,7 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("answer.lora.dropout=1", "answer.lora.dropout must be in [0, 1)"),
         ("correction.questions=0", "correction.questions must be positive"),
         ("checkpoint.keep=0", "checkpoint.keep must be positive"),
-        ("data.source=scienceqa", "data.path must name the scienceqa folder"),
+        ("data.source=scienceqa", "data.path must name the scienceqa data"),
     ],
 )
 def test_bad_keys_and_values_name_the_key(override, message):
@@ -108,8 +108,9 @@ def test_dataset_configs_carry_the_papers_settings(name, epochs, accumulation, w
     assert config.teacher.backend == "anthropic" and config.teacher.model.startswith("claude-3-haiku")
 
 
-def test_a_dataset_run_stops_at_start_up_saying_what_is_missing(tmp_path, monkeypatch, capsys):
+def test_a_dataset_run_without_its_files_stops_at_start_up_naming_the_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "unused")
-    assert main([f"config={CONFIGS / 'scienceqa_base.yaml'}", f"workdir={tmp_path}"]) == 2
-    assert "data.source=scienceqa" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # the config's paths are relative to where the run starts
+    assert main([f"config={CONFIGS / 'scienceqa_base.yaml'}", "workdir=run"]) == 2
+    assert "ares_jax: bad data: data/scienceqa/problems.json: file not found" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing written

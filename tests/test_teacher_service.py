@@ -3,7 +3,6 @@
 import base64
 import io
 import json
-import re
 
 import numpy as np
 import pytest
@@ -15,37 +14,10 @@ from ares_jax.teacher.cache import TeacherCache
 from ares_jax.config import TeacherConfig
 from ares_jax.teacher.service import APITeacher, TeacherBudgetExhausted, TeacherUnavailable, _RateLimiter
 from ares_jax.text import split_sentences
-from fake_api_server import FakeAPIServer
+from fake_api_server import sentence_count, user_part
 
 KEY = "sk-test-SECRET-key-0123456789"
 PROBLEMS = make_split(ShapesTaskConfig(), "test", 4)
-
-
-def user_part(body, kind):
-    message = body["messages"][1] if body["messages"][0]["role"] == "system" else body["messages"][0]
-    return [part for part in message["content"] if part["type"] == kind]
-
-
-def sentence_count(body) -> int:
-    return len(re.findall(r'^ "(\d+)": ', user_part(body, "text")[0]["text"], re.M))
-
-
-def all_ones(body):
-    """A well-behaved Teacher: every sentence 1.0, nothing to correct, A is better."""
-    system = body.get("system") or body["messages"][0]["content"]
-    if "compare two explanations" in system:
-        return '{"better": "A"}'
-    if "correct a student" in system:
-        return "{UNCHANGED}"
-    return json.dumps({str(i + 1): 1.0 for i in range(sentence_count(body))})
-
-
-@pytest.fixture
-def server():
-    s = FakeAPIServer()
-    s.default = all_ones
-    yield s
-    s.close()
 
 
 @pytest.fixture(params=["openai", "anthropic"])
@@ -273,8 +245,11 @@ def test_images_from_files_are_sent_as_png_and_bad_files_are_named(tmp_path):
     from_file = Problem("q", "?", ("a", "b"), 0, image=str(tmp_path / "coco.jpg"))
     decoded = np.asarray(Image.open(io.BytesIO(problem_image_png(from_file))))
     assert decoded.shape == pixels.shape and np.abs(decoded.astype(int) - pixels).mean() < 8  # JPEG is lossy
+    # encoded bytes (HF parquet images) are sent as the same picture
+    from_bytes = Problem("h", "?", ("a", "b"), 0, image=(tmp_path / "coco.jpg").read_bytes())
+    assert problem_image_png(from_bytes) == problem_image_png(from_file)
     assert problem_image_png(Problem("t", "?", ("a", "b"), 0)) is None
-    assert problem_image_png(Problem("f", "?", ("a", "b"), 0, image=np.zeros((145, 1024), np.float32))) is None
+    assert problem_image_png(Problem("f", "?", ("a", "b"), 0, features=np.zeros((145, 1024), np.float32))) is None
     (tmp_path / "broken.png").write_text("not an image")
-    with pytest.raises(ValueError, match="problem 'b': cannot read its image .*broken.png"):
+    with pytest.raises(ValueError, match="broken.png: record 'b': image .*broken.png cannot be decoded"):
         problem_image_png(Problem("b", "?", ("a", "b"), 0, image=str(tmp_path / "broken.png")))

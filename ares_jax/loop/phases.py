@@ -72,14 +72,17 @@ def rationale_sft(run: Run, state: RunState) -> None:
     prompts, targets = rationale_examples(run.train)
     arrays = encode_sft(run.tokenizer, prompts, targets, model_images(run.train, run.config), m.max_source_length,
                         m.max_target_length)
-    params = init_params(run.policy_model, jax.random.key(run.config.seed))
+    params = run.initial_policy
+    if params is None:
+        params = init_params(run.policy_model, jax.random.key(run.config.seed))
     state.trees["policy"] = train_sft(run, state, run.policy_model, params, arrays, run.config.rationale,
                                       "rationale_sft/loss")
 
 
 def answer_sft(run: Run, state: RunState) -> None:
-    """Baseline stage 2: question + gold rationale -> answer; a full model, or a LoRA adapter on
-    the rationale model just trained. Baseline and ARES rationales are answered by this model."""
+    """Baseline stage 2: question + gold rationale -> answer; a full model (from the pretrained
+    start when there is one), or a LoRA adapter on the rationale model just trained. Baseline and
+    ARES rationales are answered by this model."""
     prompts, targets = answer_examples(run.train, [p.solution for p in run.train])
     arrays = encode_sft(run.tokenizer, prompts, targets, model_images(run.train, run.config),
                         run.config.model.max_answer_source_length, ANSWER_TOKENS)
@@ -88,6 +91,8 @@ def answer_sft(run: Run, state: RunState) -> None:
     if run.config.answer.lora.enabled:
         params = transplant(state.trees["policy"], params)
         trainable = lora_labels(params)
+    elif run.initial_policy is not None:
+        params = transplant(run.initial_policy, params)
     state.trees["answer"] = train_sft(run, state, run.answer_model, params, arrays, run.config.answer,
                                       "answer_sft/loss", trainable)
 

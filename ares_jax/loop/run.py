@@ -15,11 +15,10 @@ from typing import Callable
 
 from ares_jax.checkpoint import Checkpointer
 from ares_jax.config import Config, ConfigError, to_dict
-from ares_jax.data.batching import build_tokenizer
-from ares_jax.data.shapes.task import make_split
+from ares_jax.data.load import load_split
 from ares_jax.eval.report import build_report, write_report
 from ares_jax.loop import phases
-from ares_jax.loop.generation import build_model
+from ares_jax.loop.generation import build_models
 from ares_jax.loop.state import Log, Run, RunState, StopSignals
 from ares_jax.models import MultimodalT5, count_params
 from ares_jax.teacher.base import TeacherStats
@@ -53,22 +52,23 @@ def final_label(config: Config) -> str:
 
 
 def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -> Run:
-    if config.data.source != "shapes" or config.model.pretrained:
+    if config.data.source != "shapes" and config.teacher.backend == "rule":
         raise ConfigError(
-            f"data.source={config.data.source} / model.pretrained: the dataset loaders and pretrained starts are "
-            "not wired into the loop yet (issue: real datasets); only the built-in task (data.source=shapes, "
-            "model from random initialisation) runs today")
+            f"teacher.backend=rule judges only the built-in task (data.source=shapes); data.source="
+            f"{config.data.source} needs an API Teacher (teacher.backend=openai or anthropic, teacher.model=...)")
+    if config.data.source != "shapes" and config.model.image_input == "pixels":
+        raise ConfigError("model.image_input=pixels is for the built-in task; a real dataset's image input is "
+                          "its precomputed features (data.features=...)")
+    train = load_split(config.data, config.data.train_split, log)  # bad data stops here, before any write
+    test = load_split(config.data, config.data.test_split, log)
     workdir = Path(config.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     teacher = make_teacher(config.teacher, workdir / "teacher_cache.sqlite")  # a missing key fails here
-    train, test = make_split(config.data.shapes, "train"), make_split(config.data.shapes, "test")
-    tokenizer = build_tokenizer(train, config.data.vocab_size)  # deterministic: the same on every resume
-    policy_model = build_model(config, tokenizer.vocab_size)
+    tokenizer, policy_model, answer_model, initial_policy = build_models(config, train)
     run = Run(
         config=config, workdir=workdir, tokenizer=tokenizer, train=train, test=test,
         policy_model=policy_model, value_model=MultimodalT5(policy_model.config, head="value"),
-        answer_model=build_model(config, tokenizer.vocab_size, lora=True) if config.answer.lora.enabled else policy_model,
-        teacher=teacher, checkpointer=Checkpointer(workdir / "checkpoints", config.checkpoint.keep), log=log,
+        answer_model=answer_model, initial_policy=initial_policy, teacher=teacher, checkpointer=Checkpointer(workdir / "checkpoints", config.checkpoint.keep), log=log,
         stop=stop, phase_names=phase_names,
     )
     log(f"data: {len(train)} train / {len(test)} test problems; vocab {tokenizer.vocab_size}; model "

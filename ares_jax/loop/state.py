@@ -119,6 +119,7 @@ class Run:
     log: Log
     stop: StopSignals
     phase_names: list[str]
+    initial_policy: dict | None = None  # a pretrained start's weights; None: drawn from the seed
     teacher_before: TeacherStats = dataclasses.field(default_factory=TeacherStats)  # paid in earlier processes
     seconds_before: float = 0.0  # spent in earlier processes, up to their last checkpoint
     _board: object = None

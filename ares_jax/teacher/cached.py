@@ -21,8 +21,12 @@ from ares_jax.teacher.cache import TeacherCache
 
 def _problem_fingerprint(problem: Problem) -> str:
     image = problem.image
-    image_part = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest() if isinstance(image, np.ndarray) \
-        else str(image)
+    if isinstance(image, np.ndarray):
+        image_part = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+    elif isinstance(image, bytes):
+        image_part = hashlib.sha256(image).hexdigest()
+    else:
+        image_part = str(image)
     return json.dumps([problem.id, problem.question, list(problem.choices), problem.answer, problem.context,
                        problem.solution, image_part])
 

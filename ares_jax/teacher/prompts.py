@@ -37,20 +37,14 @@ class Request:
 
 
 def problem_image_png(problem: Problem) -> bytes | None:
-    """The problem's picture as PNG bytes when it has one (uint8 pixels, or a path to an image
-    file in any format PIL reads); None for text-only problems or precomputed features (nothing
-    a Teacher could look at)."""
+    """The problem's picture as PNG bytes when it has one (uint8 pixels, a path to an image file
+    or encoded image bytes in any format PIL reads); None for text-only problems."""
+    from ares_jax.data.images import read_pixels
     from ares_jax.data.shapes.scene import png_bytes
 
     image = problem.image
-    if isinstance(image, str):
-        from PIL import Image
-
-        try:
-            with Image.open(image) as opened:
-                image = np.asarray(opened.convert("RGB"))
-        except OSError as error:
-            raise ValueError(f"problem {problem.id!r}: cannot read its image {image}: {error}") from None
+    if isinstance(image, (str, bytes)):
+        image = read_pixels(image, file=image if isinstance(image, str) else "image bytes", record=problem.id)
     if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[-1] in (3, 4) and image.dtype == np.uint8:
         return png_bytes(image[..., :3])
     return None
