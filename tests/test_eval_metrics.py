@@ -2,7 +2,6 @@
 
 import pytest
 
-from ares_jax.data import Problem
 from ares_jax.data.shapes import ShapesTaskConfig, make_split
 from ares_jax.eval import answer_accuracy, fluency, mean_rouge_l, rouge_l, win_rate
 from ares_jax.teacher import RuleTeacher, Teacher

@@ -2,7 +2,6 @@
 and after SIGTERM during SFT (same results, no Teacher request answered twice)."""
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess

@@ -1,6 +1,5 @@
 """Model behaviour beyond HF parity: heads, image paths, logical axes, dtypes, gradients."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np

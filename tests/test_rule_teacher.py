@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ares_jax.data import Problem
-from ares_jax.data.shapes import ShapesTaskConfig, make_problem, make_split
+from ares_jax.data.shapes import ShapesTaskConfig, make_split
 from ares_jax.data.shapes import claims as C
 from ares_jax.teacher import RuleTeacher, run_batch
 from ares_jax.text import split_sentences

@@ -18,7 +18,7 @@ from typing import Callable, Sequence, TypeVar
 from ares_jax.config import TeacherConfig
 from ares_jax.data.problem import Problem
 from ares_jax.teacher.backends import Reply, TeacherRequestError
-from ares_jax.teacher.base import Teacher, TeacherStats, Verdict
+from ares_jax.teacher.base import Teacher, Verdict
 from ares_jax.teacher.cache import TeacherCache
 from ares_jax.teacher.parsing import TeacherFormatError, parse_correction, parse_sentence_scores, parse_verdict
 from ares_jax.teacher.prompts import Request, correct_request, judge_request, repair_message, score_request
