@@ -229,6 +229,7 @@ def _edit_problems(sqa: Path, edit):
     ("absolute", r"problems.json: record '1': image path '/etc/passwd' leads outside the dataset folder"),
     ("link", r"problems.json: record '1': image path .* leads outside the dataset folder"),
     ("field", r"problems.json: record '2': missing field 'question'"),
+    ("type", r"problems.json: record '2': field 'answer' must be an integer, got '0'"),
 ])
 def test_bad_records_name_file_and_record(sqa, tmp_path, case, match):
     image = sqa / "images" / "train" / "1" / "image.png"
@@ -253,6 +254,8 @@ def test_bad_records_name_file_and_record(sqa, tmp_path, case, match):
         image.symlink_to(tmp_path / "outside.png")
     elif case == "field":
         _edit_problems(sqa, lambda r: r["2"].pop("question"))
+    elif case == "type":
+        _edit_problems(sqa, lambda r: r["2"].update(answer="0", lecture=None))  # a null lecture is allowed
     with pytest.raises(RecordError, match=match):
         load_split(sqa_config(sqa), "train")
     # with skip_bad_records the bad record is dropped with a warning and counted; the rest loads
@@ -288,6 +291,13 @@ def test_aokvqa_bad_records(tmp_path):
     with pytest.raises(RecordError, match=r"aokvqa_v1p0_train.json: record '22MexNkBPpdZGX6sxbxVBH': image file "
                                           r".*train2017/000000299207.jpg does not exist"):
         load_aokvqa(FIXTURES / "aokvqa" / "allenai", "train", coco=tmp_path / "coco")
+
+
+def test_an_empty_split_is_an_error(sqa):
+    path = sqa / "data" / "scienceqa" / "pid_splits.json"
+    path.write_text(json.dumps({"train": [], "test": ["4"]}))
+    with pytest.raises(DataError, match=r"scienceqa: split 'train' has no usable problems"):
+        load_split(sqa_config(sqa), "train")
 
 
 def test_loading_writes_nothing_into_the_dataset(sqa):

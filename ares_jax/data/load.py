@@ -8,7 +8,7 @@ from typing import Callable
 
 from ares_jax.data.images import FeatureTable
 from ares_jax.data.problem import Problem
-from ares_jax.data.records import BadRecords
+from ares_jax.data.records import BadRecords, DataError
 
 
 def feature_table(data) -> FeatureTable | None:
@@ -51,4 +51,6 @@ def load_split(data, split: str, log: Callable[[str], None] = print) -> list[Pro
         problems = [dataclasses.replace(p, features=table[p.id]) for p in problems]
     if bad.skipped:
         log(f"data: skipped {bad.skipped} bad records of split {split!r} (data.skip_bad_records=true)")
+    if not problems:
+        raise DataError(f"{data.path}: split {split!r} has no usable problems")
     return problems

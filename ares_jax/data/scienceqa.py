@@ -41,28 +41,31 @@ def problem_from_record(qid: str, record: Any, file: Path | str, split: str, cap
     if not isinstance(record, Mapping):
         raise RecordError(file, qid, f"must be an object, got {type(record).__name__}")
 
-    def field(name, kind, default=None):
-        value = record.get(name, default)
-        if value is None and default is None:
-            raise RecordError(file, qid, f"missing field {name!r}")
+    def field(name, kind, what, default=None):
+        """The record's `name`; `default` when absent or null, an error when required."""
+        value = record.get(name)
+        if value is None:
+            if default is None:
+                raise RecordError(file, qid, f"missing field {name!r}")
+            value = default
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise RecordError(file, qid, f"field {name!r} must be {getattr(kind, '__name__', 'a list')}, got {value!r}")
+            raise RecordError(file, qid, f"field {name!r} must be {what}, got {value!r}")
         return value
 
-    choices = field("choices", (list, tuple))
+    choices = field("choices", (list, tuple), "a list")
     if not all(isinstance(choice, str) for choice in choices):
         raise RecordError(file, qid, f"every choice must be a string, got {choices!r}")
-    answer = field("answer", int)
+    answer = field("answer", int, "an integer")
     if not 0 <= answer < len(choices):
         raise RecordError(file, qid, f"answer index {answer} outside its {len(choices)} choices")
     if not 2 <= len(choices) <= 26:
         raise RecordError(file, qid, f"needs 2 to 26 choices, has {len(choices)}")
-    hint = field("hint", str, "")
+    hint = field("hint", str, "a string", "")
     extras = {**{name: record[name] for name in EXTRA_FIELDS if name in record}, **dict(extras), "caption": caption}
     return Problem(
-        id=str(qid), question=field("question", str), choices=tuple(choices), answer=answer,
-        context=join_context(hint, caption), image=image, lecture=field("lecture", str, ""),
-        solution=field("solution", str, ""), split=split, extras=extras,
+        id=str(qid), question=field("question", str, "a string"), choices=tuple(choices), answer=answer,
+        context=join_context(hint, caption), image=image, lecture=field("lecture", str, "a string", ""),
+        solution=field("solution", str, "a string", ""), split=split, extras=extras,
     )
 
 
@@ -74,7 +77,7 @@ def find_image(images: Path, split: str, qid: str, name: str, file: Path) -> Pat
         raise RecordError(file, qid, f"image path {name!r} leads outside the dataset folder {images}")
     candidates = [f"{split}/{qid}/{name}", f"{qid}/{name}", name]
     for relative in candidates:
-        path = resolve_inside(images, relative, file, qid)  # refuses "..", absolute paths, links out
+        path = resolve_inside(images, relative, file, qid)  # refuses a symbolic link pointing out
         if path.is_file():
             return path
     raise RecordError(file, qid, f"image file {images / candidates[0]} does not exist (nor "

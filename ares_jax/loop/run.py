@@ -68,8 +68,9 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
     run = Run(
         config=config, workdir=workdir, tokenizer=tokenizer, train=train, test=test,
         policy_model=policy_model, value_model=MultimodalT5(policy_model.config, head="value"),
-        answer_model=answer_model, initial_policy=initial_policy, teacher=teacher, checkpointer=Checkpointer(workdir / "checkpoints", config.checkpoint.keep), log=log,
-        stop=stop, phase_names=phase_names,
+        answer_model=answer_model, initial_policy=initial_policy, teacher=teacher,
+        checkpointer=Checkpointer(workdir / "checkpoints", config.checkpoint.keep), log=log, stop=stop,
+        phase_names=phase_names,
     )
     log(f"data: {len(train)} train / {len(test)} test problems; vocab {tokenizer.vocab_size}; model "
         f"{count_params(run.abstract_params('policy')):,} parameters; Teacher {teacher.name}; workdir {workdir}")
