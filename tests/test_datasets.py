@@ -2,6 +2,7 @@
 A-OKVQA (MM-CoT problems.json style and allenai JSON with COCO), HF parquet, TFDS; MM-CoT's
 prompts for real records; every bad-input case names the file and the record."""
 
+import gzip
 import io
 import json
 import shutil
@@ -18,12 +19,11 @@ from ares_jax.data import answer_prompt, rationale_prompt, rationale_target
 from ares_jax.data.aokvqa import load_aokvqa
 from ares_jax.data.images import FeatureTable, load_pixels
 from ares_jax.data.load import load_split
-from ares_jax.data.records import DataError, RecordError
+from ares_jax.data.records import BadRecords, DataError, RecordError
 from ares_jax.data.scienceqa import load_problems_json
 from conftest import png
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED = Path(__file__).parents[2] / "shared" / "fixtures"
 
 
 def sqa_config(tree: Path, **changes) -> DataConfig:
@@ -176,22 +176,43 @@ def test_same_problem_from_aokvqa_allenai_json_and_problems_json(tmp_path):
         _same_problem(a, b)
 
 
-def test_real_pid_splits_and_name_map_parse():
-    """The real ScienceQA / A-OKVQA split lists and MM-CoT's feature name map (../shared)."""
-    if not (SHARED / "scienceqa" / "name_map.json").is_file():
-        pytest.skip("../shared/fixtures is not present in this checkout")
-    splits = json.loads((SHARED / "scienceqa" / "pid_splits.json").read_text())
-    assert {k: len(v) for k, v in splits.items()}["train"] == 12726
+def _real(name: str, folder: Path, as_name: str) -> Path:
+    """A real file from `tests/fixtures/real/` (copied unchanged from ../shared/fixtures, gzipped)
+    written into `folder` under `as_name`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / as_name).write_bytes(gzip.decompress((FIXTURES / "real" / f"{name}.gz").read_bytes()))
+    return folder / as_name
+
+
+def test_real_split_lists(tmp_path):
+    """The real ScienceQA and A-OKVQA `pid_splits.json` with our few records: every listed id
+    without a record is a bad record, skipped and counted when asked."""
+    sqa = tmp_path / "scienceqa"
+    _real("scienceqa_pid_splits.json", sqa, "pid_splits.json")
+    shutil.copy(FIXTURES / "scienceqa" / "problems.json", sqa / "problems.json")
+    with pytest.raises(RecordError, match=r"pid_splits.json: record '3': listed in split 'train' but absent"):
+        load_problems_json(sqa, "train")
+    bad = BadRecords(skip=True, log=lambda line: None)
+    train = load_problems_json(sqa, "train", bad=bad)
+    assert [p.id for p in train] == ["1", "2"] and bad.skipped == 12726 - 2
+    assert [p.id for p in load_problems_json(sqa, "test", bad=BadRecords(skip=True, log=len))] == ["4", "5"]
+    aokvqa = tmp_path / "aokvqa"
+    _real("aokvqa_pid_splits.json", aokvqa, "pid_splits.json")
+    shutil.copy(FIXTURES / "aokvqa" / "mmcot" / "problems.json", aokvqa / "problems.json")
+    bad = BadRecords(skip=True, log=lambda line: None)
+    assert [p.id for p in load_problems_json(aokvqa, "val", bad=bad)] == ["17057"] and bad.skipped == 1144
 
 
 def test_real_name_map_with_a_feature_table(tmp_path):
-    if not (SHARED / "scienceqa" / "name_map.json").is_file():
-        pytest.skip("../shared/fixtures is not present in this checkout")
-    name_map = json.loads((SHARED / "scienceqa" / "name_map.json").read_text())
-    np.save(tmp_path / "vit.npy", np.arange(len(name_map), dtype=np.float16)[:, None, None] * np.ones((1, 2, 3), np.float16))
-    table = FeatureTable(tmp_path / "vit.npy", SHARED / "scienceqa" / "name_map.json")
-    assert table.shape == (2, 3) and len(table.rows) == 11208
-    assert table["21208"][0, 0] == 11207 and not table["4"].any()  # "4" is a test question without image
+    """MM-CoT's real `name_map.json` (11,208 ScienceQA questions with an image) over a feature
+    table of that many rows."""
+    name_map = _real("scienceqa_name_map.json", tmp_path, "name_map.json")
+    rows = len(json.loads(name_map.read_text()))
+    np.save(tmp_path / "vit.npy", np.arange(rows, dtype=np.float16)[:, None, None] * np.ones((1, 2, 3), np.float16))
+    table = FeatureTable(tmp_path / "vit.npy", name_map)
+    assert table.shape == (2, 3) and len(table.rows) == rows == 11208
+    assert table["21208"][0, 0] == 11207 and table["1"][0, 0] == 0
+    assert not table["4"].any()  # test question "4" has no image: zeros, as MM-CoT
 
 
 # ---------------------------------------------------------------- bad input
