@@ -16,8 +16,10 @@ import orbax.checkpoint as ocp
 
 
 def abstract_like(tree):
-    """`jax.ShapeDtypeStruct` leaves for `tree` (what `restore` fills in)."""
-    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), tree)
+    """`jax.ShapeDtypeStruct` leaves for `tree` (what `restore` fills in), with the leaves'
+    shardings: a restored tree lands on the mesh laid out as `tree` is."""
+    return jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=getattr(x, "sharding", None)), tree)
 
 
 class Checkpointer:

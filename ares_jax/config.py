@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ares_jax.data.shapes.task import ShapesTaskConfig
+from ares_jax.parallel.rules import parse_axis_rules
 from ares_jax.rl.config import PPOConfig
 
 
@@ -263,6 +264,32 @@ class TeacherConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """The device mesh (`ares_jax/parallel/`): the sizes of its axes (-1: the devices the others
+    leave) and the rules laying each logical axis of the parameters and batches on mesh axes,
+    `LOGICAL=AXIS[+AXIS]` (empty: not split), MaxText style."""
+
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+    axis_rules: tuple[str, ...] = (
+        "batch=data+fsdp", "vocab=tensor", "embed=fsdp", "mlp=tensor", "heads=tensor", "kv=", "joined_kv=tensor",
+        "relpos_buckets=", "image_features=", "fusion_in=",
+    )
+
+    def __post_init__(self):
+        for name in ("data", "fsdp", "tensor"):
+            if getattr(self, name) == 0 or getattr(self, name) < -1:
+                raise _FieldError(f"{name} must be positive or -1 (the rest), got {getattr(self, name)}")
+        if [self.data, self.fsdp, self.tensor].count(-1) > 1:
+            raise _FieldError("data, fsdp, tensor: at most one may be -1")
+        try:
+            parse_axis_rules(self.axis_rules)
+        except ValueError as error:
+            raise _FieldError(str(error).removeprefix("mesh.")) from None
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     seed: int = 0
     workdir: str = "runs/default"
@@ -277,6 +304,7 @@ class Config:
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
 
     def __post_init__(self):
         if self.rounds < 0:

@@ -83,7 +83,11 @@ def test_command_line_reports_bad_config_before_any_work(capsys):
 def test_default_yaml_states_the_defaults():
     from pathlib import Path
 
-    assert load_config(Path(__file__).parent.parent / "configs" / "default.yaml") == Config()
+    import yaml
+
+    path = Path(__file__).parent.parent / "configs" / "default.yaml"
+    assert load_config(path) == Config()
+    assert yaml.safe_load(path.read_text()) == to_dict(Config())  # every key is written out
 
 
 def test_missing_teacher_key_stops_the_run_before_any_work(tmp_path, monkeypatch, capsys):

@@ -179,7 +179,7 @@ def test_an_unavailable_teacher_stops_the_run_cleanly_without_leaking_the_key(tm
     key = "sk-loop-test-SECRET-987"
     monkeypatch.setenv("LOOP_TEACHER_KEY", key)
     # A barely trained model writes empty rationales, which need no Teacher: evaluate the gold ones instead.
-    monkeypatch.setattr(phases, "write_rationales", lambda model, params, tok, problems, config: [p.solution for p in problems])
+    monkeypatch.setattr(phases, "write_rationales", lambda model, params, tok, problems, *rest: [p.solution for p in problems])
     server = FakeAPIServer()
     server.default = lambda body: {"status": 502}
     try:

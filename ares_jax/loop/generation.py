@@ -17,6 +17,7 @@ from ares_jax.data.problem import Problem
 from ares_jax.data.prompts import parse_answer, strip_solution_tag
 from ares_jax.data.shapes.scene import cell_features
 from ares_jax.models import MultimodalT5, SamplingConfig, T5Config, VisionConfig, generate, load_pretrained
+from ares_jax.parallel import StepShardings, put_batch, to_host
 from ares_jax.text.tokenizer import Tokenizer
 
 ANSWER_TOKENS = 16  # "Answer: The answer is (B)." and its end token, with room to spare
@@ -85,31 +86,38 @@ def model_images(problems: Sequence[Problem], config: Config) -> np.ndarray | No
 
 
 def generate_texts(model: MultimodalT5, params, tokenizer: Tokenizer, arrays: dict, sampling: SamplingConfig,
-                   batch_size: int, rng) -> list[str]:
-    """Decode every row of `arrays` (input_ids, attention_mask, image) in fixed-size batches."""
+                   batch_size: int, rng, shardings: StepShardings | None = None) -> list[str]:
+    """Decode every row of `arrays` (input_ids, attention_mask, image) in fixed-size batches;
+    on a mesh when `shardings` (of `params`) are given."""
     texts = []
+    if shardings is not None:
+        params = jax.device_put(params, shardings.state)
     for index, (batch, real) in enumerate(fixed_batches(arrays, batch_size)):
-        out = generate(model, params, jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"]),
-                       jax.random.fold_in(rng, index), sampling, None if "image" not in batch else jnp.asarray(batch["image"]))
-        tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+        batch = put_batch(batch, shardings.batch) if shardings is not None else jax.tree_util.tree_map(jnp.asarray, batch)
+        out = generate(model, params, batch["input_ids"], batch["attention_mask"], jax.random.fold_in(rng, index),
+                       sampling, batch.get("image"), shardings)
+        tokens, lengths = to_host(out.tokens), to_host(out.lengths)
         texts += [tokenizer.decode(tokens[row, : lengths[row]]) for row in range(real)]
     return texts
 
 
-def write_rationales(model, params, tokenizer, problems: Sequence[Problem], config: Config) -> list[str]:
+def write_rationales(model, params, tokenizer, problems: Sequence[Problem], config: Config,
+                     shardings: StepShardings | None = None) -> list[str]:
     """Greedy rationales (without the "Solution:" tag) for `problems`."""
     prompts, _ = rationale_examples(problems)
     arrays = encode_prompts(tokenizer, prompts, model_images(problems, config), config.model.max_source_length)
     sampling = SamplingConfig(config.eval.max_new_tokens, greedy=True)
-    texts = generate_texts(model, params, tokenizer, arrays, sampling, config.eval.batch_size, jax.random.key(0))
+    texts = generate_texts(model, params, tokenizer, arrays, sampling, config.eval.batch_size, jax.random.key(0),
+                           shardings)
     return [strip_solution_tag(t) for t in texts]
 
 
 def infer_answers(model, params, tokenizer, problems: Sequence[Problem], rationales: Sequence[str],
-                  config: Config) -> list[int]:
+                  config: Config, shardings: StepShardings | None = None) -> list[int]:
     """The answer stage: option index per problem from question + rationale (-1 if unreadable)."""
     prompts, _ = answer_examples(problems, rationales)
     arrays = encode_prompts(tokenizer, prompts, model_images(problems, config), config.model.max_answer_source_length)
     sampling = SamplingConfig(ANSWER_TOKENS, greedy=True)
-    texts = generate_texts(model, params, tokenizer, arrays, sampling, config.eval.batch_size, jax.random.key(0))
+    texts = generate_texts(model, params, tokenizer, arrays, sampling, config.eval.batch_size, jax.random.key(0),
+                           shardings)
     return [parse_answer(t, len(p.choices)) for t, p in zip(texts, problems)]

@@ -26,6 +26,7 @@ from ares_jax.loop.rollout import collect_rollout
 from ares_jax.loop.state import Run, RunState, copy_tree, write_json_atomic
 from ares_jax.models import MultimodalT5, init_params, transplant
 from ares_jax.models.lora import lora_labels
+from ares_jax.parallel import put_batch
 from ares_jax.rl import AdaptiveKLController
 from ares_jax.teacher.base import run_batch
 from ares_jax.text.fluency import drop_repeated_sentences
@@ -41,14 +42,14 @@ def train_sft(run: Run, state: RunState, model: MultimodalT5, params, arrays: di
     Warmup then cosine decay to a tenth, computed here and set in the optimizer state per step."""
     schedule = optax.warmup_cosine_decay_schedule(0.0, sft.learning_rate, sft.warmup_steps, sft.steps,
                                                   sft.learning_rate * 0.1)
-    optimizer, step_fn = run.sft_trainer(model, trainable)
-    train_state = run.restore_train(state, TrainState.create(copy_tree(params), optimizer))
+    optimizer, step_fn, layout = run.sft_trainer(model, trainable)
+    train_state = run.restore_train(state, jax.device_put(TrainState.create(copy_tree(params), optimizer), layout))
     uses_dropout = model.config.dropout_rate > 0 or model.config.lora_dropout > 0
     seed = run.config.seed * 1000 + state.phase_index
     bar = tqdm(range(state.step, sft.steps), desc=curve.split("/")[0], initial=state.step, total=sft.steps,
                unit="step", leave=False)
     for step in bar:
-        batch = jax.tree_util.tree_map(jnp.asarray, batch_at(arrays, sft.batch_size, seed, step))
+        batch = put_batch(batch_at(arrays, sft.batch_size, seed, step), run.rows)
         train_state = train_state.replace(opt_state=set_hyperparams(
             train_state.opt_state, learning_rate=float(schedule(step)), weight_decay=sft.weight_decay))
         train_state, metrics = step_fn(train_state, batch, run.key(state, step) if uses_dropout else None)
@@ -100,8 +101,10 @@ def answer_sft(run: Run, state: RunState) -> None:
 def evaluation(run: Run, state: RunState, label: str) -> None:
     """Rationales and answers on the test split with the current models; metrics into
     `results.evaluations[label]`, the texts into `eval/<label>.json`."""
-    rationales = write_rationales(run.policy_model, state.trees["policy"], run.tokenizer, run.test, run.config)
-    answers = infer_answers(run.answer_model, state.trees["answer"], run.tokenizer, run.test, rationales, run.config)
+    rationales = write_rationales(run.policy_model, state.trees["policy"], run.tokenizer, run.test, run.config,
+                                  run.sampling_layout(run.policy_model))
+    answers = infer_answers(run.answer_model, state.trees["answer"], run.tokenizer, run.test, rationales, run.config,
+                            run.sampling_layout(run.answer_model))
     metrics = evaluate(rationales, answers, run.test, run.teacher, run.config.teacher.concurrency)
     write_json_atomic(run.workdir / "eval" / f"{label}.json",
                       [{"id": p.id, "rationale": r, "answer": a} for p, r, a in zip(run.test, rationales, answers)])
@@ -130,16 +133,17 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
         if "value" not in state.trees:
             fresh = init_params(run.value_model, jax.random.key(config.seed + 2))
             state.trees["value"] = transplant(state.trees["policy"], fresh)
-    optimizer, ppo_step, scoring = run.rl_trainer()
+    optimizer, ppo_step, scoring, layout = run.rl_trainer()
     params = copy_tree({"policy": state.trees["policy"], "value": state.trees["value"]})
-    train_state = run.restore_train(state, TrainState.create(params, optimizer))
+    train_state = run.restore_train(state, jax.device_put(TrainState.create(params, optimizer), layout))
+    reference = jax.device_put(state.trees["reference"], run.param_layout(run.policy_model))
     controller = AdaptiveKLController(state.kl_coef, rl.kl_target, rl.kl_horizon) if rl.kl_target else None
     name = f"rl_{round_index}"
     bar = tqdm(range(state.step, iterations), desc=f"{name} rollouts", initial=state.step, total=iterations,
                leave=False)
     for iteration in bar:
         problems = questions[iteration * rl.prompts_per_rollout:(iteration + 1) * rl.prompts_per_rollout]
-        buffer, metrics = collect_rollout(run, train_state.params, state.trees["reference"], problems,
+        buffer, metrics = collect_rollout(run, train_state.params, reference, problems,
                                              run.key(state, iteration), state.kl_coef, scoring)
         order_rng = np.random.default_rng([config.seed, state.phase_index, iteration])
         size = len(problems) * rl.k_samples
@@ -150,7 +154,8 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
             order = order_rng.permutation(size)
             for start in range(0, size - rl.minibatch_size + 1, rl.minibatch_size):
                 rows = jnp.asarray(order[start:start + rl.minibatch_size])
-                train_state, m = ppo_step(train_state, jax.tree_util.tree_map(lambda x: x[rows], buffer))
+                minibatch = jax.device_put(jax.tree_util.tree_map(lambda x: x[rows], buffer), run.rows)
+                train_state, m = ppo_step(train_state, minibatch)
                 step_metrics.append(m)
                 ppo_bar.update(1)
         ppo_bar.close()
@@ -180,7 +185,8 @@ def correction(run: Run, state: RunState, round_index: int) -> None:
     """ARES stage 2, part 1: the RL-tuned model writes rationales for training questions, exact
     repeated sentences are removed, and the Teacher corrects them (`corrections/round_<r>.json`)."""
     problems = _questions(run, run.config.correction.questions, round_index, 1)
-    written = write_rationales(run.policy_model, state.trees["policy"], run.tokenizer, problems, run.config)
+    written = write_rationales(run.policy_model, state.trees["policy"], run.tokenizer, problems, run.config,
+                               run.sampling_layout(run.policy_model))
     deduplicated = [drop_repeated_sentences(r) for r in written]
     corrected = run_batch(run.teacher.correct, list(zip(problems, deduplicated)), run.config.teacher.concurrency,
                           progress="teacher: corrections", stats=run.teacher.stats)

@@ -14,6 +14,7 @@ from ares_jax.data.problem import Problem
 from ares_jax.data.prompts import strip_solution_tag
 from ares_jax.loop.generation import model_images
 from ares_jax.models import SamplingConfig
+from ares_jax.parallel import put_batch, to_host
 from ares_jax.rl import compute_advantages, sample_responses
 from ares_jax.teacher.base import run_batch
 from ares_jax.text.sentences import response_segments
@@ -43,28 +44,29 @@ def collect_rollout(run, params: dict, ref_params, problems: Sequence[Problem], 
     prompts, _ = rationale_examples(problems)
     arrays = encode_prompts(run.tokenizer, prompts, model_images(problems, config), config.model.max_source_length)
     sampling = SamplingConfig(config.model.max_target_length, temperature=config.rl.temperature, top_k=config.rl.top_k)
-    batch = sample_responses(run.policy_model, params["policy"], jax.tree_util.tree_map(jnp.asarray, arrays), rng,
-                             sampling, config.rl.k_samples)
+    batch = sample_responses(run.policy_model, params["policy"], put_batch(arrays, run.rows), rng, sampling,
+                             config.rl.k_samples, run.sampling_layout(run.policy_model))
     batch.pop("sample_logprobs")
-    lengths = np.asarray(batch["response_mask"]).sum(axis=1)
-    _, sentences, segment_ids = response_segments(run.tokenizer, batch["tokens"], lengths)
+    lengths = to_host(batch["response_mask"]).sum(axis=1)
+    _, sentences, segment_ids = response_segments(run.tokenizer, to_host(batch["tokens"]), lengths)
     repeated = [p for p in problems for _ in range(config.rl.k_samples)]
     # The "Solution:" tag is part of the first sentence's tokens but not of its claim.
     requests = [(p, [strip_solution_tag(s) for s in row]) for p, row in zip(repeated, sentences)]
     scores = run_batch(run.teacher.score_sentences, requests, config.teacher.concurrency,
                        progress="teacher: sentence scores", stats=run.teacher.stats)
     scored = np.array([s is not None for s in scores])
-    batch["response_mask"] = batch["response_mask"] * jnp.asarray(scored[:, None], batch["response_mask"].dtype)
-    batch["segment_ids"] = jnp.asarray(segment_ids)
-    batch["segment_scores"] = jnp.asarray(segment_score_array(scores, segment_ids.shape[1]))
+    teacher = put_batch({"scored": scored[:, None], "segment_ids": segment_ids,
+                         "segment_scores": segment_score_array(scores, segment_ids.shape[1])}, run.rows)
+    batch["response_mask"] = batch["response_mask"] * teacher.pop("scored").astype(batch["response_mask"].dtype)
+    batch.update(teacher)
     batch.update(scoring(params, ref_params, batch))
     advantages, returns, rewards = compute_advantages(batch, config.ppo, kl_coef)
     batch.update(advantages=advantages, returns=returns)
-    kl = np.asarray(jnp.sum(batch["logprobs"] - batch["ref_logprobs"], axis=1))
+    kl = to_host(jnp.sum(batch["logprobs"] - batch["ref_logprobs"], axis=1))
     flat_scores = [x for s in scores if s for x in s]
     metrics = {
         "sentence_score": float(np.mean(flat_scores)) if flat_scores else 0.0,
-        "reward": float(np.asarray(jnp.sum(rewards, axis=1))[scored].mean()) if scored.any() else 0.0,
+        "reward": float(to_host(jnp.sum(rewards, axis=1))[scored].mean()) if scored.any() else 0.0,
         "kl": float(kl[scored].mean()) if scored.any() else 0.0,
         "response_tokens": float(lengths.mean()),
         "unscored": float((~scored).sum()),

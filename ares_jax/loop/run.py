@@ -21,6 +21,7 @@ from ares_jax.loop import phases
 from ares_jax.loop.generation import build_models
 from ares_jax.loop.state import Log, Run, RunState, StopSignals
 from ares_jax.models import MultimodalT5, count_params
+from ares_jax.parallel import make_mesh, parse_axis_rules
 from ares_jax.teacher.base import TeacherStats
 from ares_jax.teacher.factory import make_teacher
 
@@ -51,6 +52,20 @@ def final_label(config: Config) -> str:
     return f"sft_{config.rounds}" if config.rounds else "baseline"
 
 
+def check_batches_split(config: Config, shards: int) -> None:
+    """Every batch the loop builds must split evenly over the mesh's `shards` batch shards
+    (data x fsdp); a ConfigError naming the keys otherwise."""
+    rl = config.rl
+    sizes = {"rationale.batch_size": config.rationale.batch_size, "answer.batch_size": config.answer.batch_size,
+             "correction.batch_size": config.correction.batch_size, "eval.batch_size": config.eval.batch_size,
+             "rl.prompts_per_rollout": rl.prompts_per_rollout,
+             "rl.minibatch_size / ppo.accumulation_steps": rl.minibatch_size // config.ppo.accumulation_steps}
+    uneven = [f"{key} ({size})" for key, size in sizes.items() if size % shards]
+    if uneven:
+        raise ConfigError(f"{', '.join(uneven)} must be a multiple of the mesh's batch shards "
+                          f"(mesh.data x mesh.fsdp = {shards})")
+
+
 def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -> Run:
     if config.data.source != "shapes" and config.teacher.backend == "rule":
         raise ConfigError(
@@ -59,6 +74,8 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
     if config.data.source != "shapes" and config.model.image_input == "pixels":
         raise ConfigError("model.image_input=pixels is for the built-in task; a real dataset's image input is "
                           "its precomputed features (data.features=...)")
+    mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+    check_batches_split(config, mesh.shape["data"] * mesh.shape["fsdp"])
     train = load_split(config.data, config.data.train_split, log)  # bad data stops here, before any write
     test = load_split(config.data, config.data.test_split, log)
     workdir = Path(config.workdir)
@@ -68,12 +85,15 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
     run = Run(
         config=config, workdir=workdir, tokenizer=tokenizer, train=train, test=test,
         policy_model=policy_model, value_model=MultimodalT5(policy_model.config, head="value"),
-        answer_model=answer_model, initial_policy=initial_policy, teacher=teacher,
+        answer_model=answer_model, initial_policy=initial_policy, mesh=mesh,
+        axis_rules=parse_axis_rules(config.mesh.axis_rules), teacher=teacher,
         checkpointer=Checkpointer(workdir / "checkpoints", config.checkpoint.keep), log=log, stop=stop,
         phase_names=phase_names,
     )
     log(f"data: {len(train)} train / {len(test)} test problems; vocab {tokenizer.vocab_size}; model "
-        f"{count_params(run.abstract_params('policy')):,} parameters; Teacher {teacher.name}; workdir {workdir}")
+        f"{count_params(run.abstract_params('policy')):,} parameters; mesh "
+        f"{' x '.join(f'{name} {size}' for name, size in mesh.shape.items())} over {mesh.devices.size} "
+        f"{mesh.devices.flat[0].platform} device(s); Teacher {teacher.name}; workdir {workdir}")
     return run
 
 

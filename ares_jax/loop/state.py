@@ -21,11 +21,13 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh, NamedSharding
 
 from ares_jax.checkpoint import Checkpointer, abstract_like
 from ares_jax.config import Config, ConfigError, to_dict
 from ares_jax.data.problem import Problem
-from ares_jax.models import MultimodalT5, init_params
+from ares_jax.models import MultimodalT5, init_params, logical_axes
+from ares_jax.parallel import StepShardings, batch_sharding, param_shardings, state_shardings
 from ares_jax.rl import make_ppo_step, make_scoring_fn
 from ares_jax.sft import make_sft_step
 from ares_jax.teacher.base import Teacher, TeacherStats
@@ -38,7 +40,7 @@ Log = Callable[[str], None]
 RESUMABLE_CHANGES = ("workdir", "teacher.timeout_s", "teacher.concurrency", "teacher.requests_per_minute",
                      "teacher.tokens_per_minute", "teacher.max_retries", "teacher.backoff_s",
                      "teacher.max_backoff_s", "teacher.max_requests", "teacher.max_cost_usd", "checkpoint.",
-                     "eval.batch_size")
+                     "eval.batch_size", "mesh.")  # a preempted pod may come back with another shape
 
 
 class Preempted(Exception):
@@ -119,6 +121,8 @@ class Run:
     log: Log
     stop: StopSignals
     phase_names: list[str]
+    mesh: Mesh | None = None  # the device mesh every jitted step runs on (one device: a 1x1x1 mesh)
+    axis_rules: tuple = ()  # logical axis -> mesh axes (config.mesh.axis_rules, parsed)
     initial_policy: dict | None = None  # a pretrained start's weights; None: drawn from the seed
     teacher_before: TeacherStats = dataclasses.field(default_factory=TeacherStats)  # paid in earlier processes
     seconds_before: float = 0.0  # spent in earlier processes, up to their last checkpoint
@@ -137,25 +141,52 @@ class Run:
 
     # ---- jitted steps, built once per run (each phase reuses the compiled step) ----------------
 
+    @property
+    def rows(self) -> NamedSharding:
+        """The layout of every batch: rows split over the mesh's data x fsdp axes."""
+        return batch_sharding(self.mesh)
+
+    def param_layout(self, model: MultimodalT5):
+        """The shardings of `model`'s parameters on the mesh, by the config's axis rules."""
+        key = ("layout", id(model))
+        if key not in self._compiled:
+            abstract = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
+            self._compiled[key] = param_shardings(logical_axes(model), abstract, self.mesh, self.axis_rules)
+        return self._compiled[key]
+
+    def sampling_layout(self, model: MultimodalT5) -> StepShardings:
+        """How the sampler of `model` lies on the mesh."""
+        return StepShardings(self.param_layout(model), self.rows)
+
     def sft_trainer(self, model: MultimodalT5, trainable=None):
-        """(optimizer, jitted SFT step) for `model`; the learning rate and weight decay are set
-        in the optimizer state by the phase (`set_hyperparams`). `trainable`: LoRA labels."""
+        """(optimizer, jitted SFT step, train-state layout) for `model`; the learning rate and
+        weight decay are set in the optimizer state by the phase (`set_hyperparams`).
+        `trainable`: LoRA labels."""
         key = ("sft", id(model), trainable is not None)
         if key not in self._compiled:
             optimizer = adamw_host_scheduled()
             if trainable is not None:
                 optimizer = optax.multi_transform({"adapter": optimizer, "frozen": optax.set_to_zero()}, trainable)
-            self._compiled[key] = optimizer, make_sft_step(model, optimizer)
+            abstract = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
+            layout = state_shardings(self.param_layout(model), optimizer, abstract, self.mesh)
+            self._compiled[key] = optimizer, make_sft_step(model, optimizer, shardings=StepShardings(layout, self.rows)), layout
         return self._compiled[key]
 
     def rl_trainer(self):
-        """(optimizer, jitted PPO step, jitted scoring pass) of the RL rounds."""
+        """(optimizer, jitted PPO step, jitted scoring pass, train-state layout) of the RL rounds."""
         if "rl" not in self._compiled:
             rl = self.config.rl
             optimizer = adamw(rl.learning_rate, weight_decay=rl.weight_decay)
-            self._compiled["rl"] = (optimizer, make_ppo_step(self.policy_model, self.value_model, optimizer,
-                                                             self.config.ppo),
-                                    make_scoring_fn(self.policy_model, self.value_model))
+            params = {"policy": self.param_layout(self.policy_model), "value": self.param_layout(self.value_model)}
+            abstract = {name: self.abstract_params(name) for name in params}
+            layout = state_shardings(params, optimizer, abstract, self.mesh)
+            self._compiled["rl"] = (
+                optimizer,
+                make_ppo_step(self.policy_model, self.value_model, optimizer, self.config.ppo,
+                              StepShardings(layout, self.rows)),
+                make_scoring_fn(self.policy_model, self.value_model, StepShardings(params, self.rows)),
+                layout,
+            )
         return self._compiled["rl"]
 
     # ---- metrics --------------------------------------------------------------------------------

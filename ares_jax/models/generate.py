@@ -10,6 +10,7 @@ a teacher-forced forward pass over the sampled tokens gives; that is what PPO ne
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -108,6 +109,15 @@ def _generate(model: MultimodalT5, sampling: SamplingConfig, params, input_ids, 
 generate_jit = jax.jit(_generate, static_argnums=(0, 1))
 
 
+@functools.lru_cache(maxsize=16)
+def _sharded_generate(shardings):
+    """`_generate` jitted with the parameters and batch laid out as `shardings` says (one
+    compiled function per layout)."""
+    batch, params = shardings.batch, shardings.state
+    return jax.jit(_generate, static_argnums=(0, 1), in_shardings=(params, batch, batch, shardings.replicated, batch),
+                   out_shardings=batch)
+
+
 def generate(
     model: MultimodalT5,
     params,
@@ -116,11 +126,15 @@ def generate(
     rng,
     sampling: SamplingConfig = SamplingConfig(),
     image=None,
+    shardings=None,
 ) -> SampleOutput:
     """Samples `sampling.max_new_tokens` tokens after the decoder start token.
 
     `input_ids`, `attention_mask`: `[B, S]` prompts, padded (any side) to one length;
     `image`: `[B, P, F]` features or `[B, H, W, 3]` pixels or None; `rng`: a PRNG key (the
     result is a deterministic function of it). Compiled once per (model, sampling, shapes).
+    `shardings` (`parallel.StepShardings` whose `state` is the params layout): the layout on a
+    mesh; the outputs lie as the batch.
     """
-    return generate_jit(model, sampling, params, input_ids, attention_mask, rng, image)
+    jitted = generate_jit if shardings is None else _sharded_generate(shardings)
+    return jitted(model, sampling, params, input_ids, attention_mask, rng, image)

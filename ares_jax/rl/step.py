@@ -46,18 +46,25 @@ def response_logprobs(model: MultimodalT5, params, batch):
     return jnp.take_along_axis(jax.nn.log_softmax(logits), batch["tokens"][..., None], axis=-1)[..., 0]
 
 
-def sample_responses(policy: MultimodalT5, params, prompts: dict, rng, sampling: SamplingConfig, k_samples: int):
+def sample_responses(policy: MultimodalT5, params, prompts: dict, rng, sampling: SamplingConfig, k_samples: int,
+                     shardings=None):
     """Samples `k_samples` responses per prompt. `prompts` holds input_ids, attention_mask and
     optionally image (`[B, ...]`); returns them repeated to `[B * k, ...]` (each prompt's copies
-    adjacent) with `tokens`, `response_mask` and the sampler's `sample_logprobs` added."""
+    adjacent) with `tokens`, `response_mask` and the sampler's `sample_logprobs` added.
+    `shardings` (`parallel.StepShardings` of the params): the sampler's layout on a mesh."""
     batch = jax.tree_util.tree_map(lambda x: jnp.repeat(x, k_samples, axis=0), prompts)
-    out = generate(policy, params, batch["input_ids"], batch["attention_mask"], rng, sampling, batch.get("image"))
+    if shardings is not None:
+        batch = jax.device_put(batch, shardings.batch)
+    out = generate(policy, params, batch["input_ids"], batch["attention_mask"], rng, sampling, batch.get("image"),
+                   shardings)
     return dict(batch, tokens=out.tokens, response_mask=out.response_mask, sample_logprobs=out.logprobs)
 
 
-def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5):
+def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5, shardings=None):
     """One jitted pass: `(params {"policy", "value"}, ref_params, batch) ->
-    {"logprobs", "ref_logprobs", "values"}`, each `[B, T]`, zero on padding."""
+    {"logprobs", "ref_logprobs", "values"}`, each `[B, T]`, zero on padding. `shardings`
+    (`parallel.StepShardings` whose `state` is the {"policy", "value"} params layout): the
+    arguments' layout on a mesh; the outputs lie as the batch."""
 
     def score(params, ref_params, batch):
         mask = batch["response_mask"].astype(jnp.float32)
@@ -67,7 +74,9 @@ def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5):
             "values": teacher_forced(value_model, params["value"], batch) * mask,
         }
 
-    return jax.jit(score)
+    layout = {} if shardings is None else dict(
+        in_shardings=(shardings.state, shardings.state["policy"], shardings.batch), out_shardings=shardings.batch)
+    return jax.jit(score, **layout)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -94,14 +103,17 @@ def compute_advantages(batch, config: PPOConfig, kl_coef=None):
 
 
 def make_ppo_step(
-    policy: MultimodalT5, value_model: MultimodalT5, optimizer: optax.GradientTransformation, config: PPOConfig
+    policy: MultimodalT5, value_model: MultimodalT5, optimizer: optax.GradientTransformation, config: PPOConfig,
+    shardings=None,
 ):
     """A jitted `(state, batch) -> (state, metrics)` over policy and value parameters together.
 
     The batch (old `logprobs`, `advantages`, `returns` included) is split into
     `config.accumulation_steps` micro-batches whose gradients are summed by a `lax.scan` before
     one optimizer update. A batch whose loss or gradients are not finite leaves the state
-    unchanged (`metrics["skipped"] == 1`). The state's buffers are donated.
+    unchanged (`metrics["skipped"] == 1`). The state's buffers are donated. `shardings`
+    (`parallel.StepShardings`): the state and batch layout on a mesh; the state comes back laid
+    out the same, the metrics replicated.
     """
     accumulation = config.accumulation_steps
 
@@ -154,7 +166,9 @@ def make_ppo_step(
         metrics.update(grad_norm=grad_norm, skipped=(~finite).astype(jnp.int32))
         return new_state, metrics
 
-    return jax.jit(ppo_step, donate_argnums=(0,))
+    layout = {} if shardings is None else dict(
+        in_shardings=(shardings.state, shardings.batch), out_shardings=(shardings.state, shardings.replicated))
+    return jax.jit(ppo_step, donate_argnums=(0,), **layout)
 
 
 class AdaptiveKLController:

@@ -27,8 +27,11 @@ def token_cross_entropy(logits, labels, label_mask):
     return jnp.sum(nll * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def make_sft_step(model: MultimodalT5, optimizer: optax.GradientTransformation, donate: bool = True):
-    """A jitted `(state, batch, dropout_rng) -> (state, metrics)`; the state's buffers are donated."""
+def make_sft_step(model: MultimodalT5, optimizer: optax.GradientTransformation, donate: bool = True,
+                  shardings=None):
+    """A jitted `(state, batch, dropout_rng) -> (state, metrics)`; the state's buffers are donated.
+    `shardings` (`parallel.StepShardings`): the state and batch layout on a mesh; the state comes
+    back laid out the same, the metrics replicated."""
 
     def loss_fn(params, batch, dropout_rng):
         logits = model.apply(
@@ -50,4 +53,11 @@ def make_sft_step(model: MultimodalT5, optimizer: optax.GradientTransformation, 
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-    return jax.jit(sft_step, donate_argnums=(0,) if donate else ())
+    donate_argnums = (0,) if donate else ()
+    if shardings is None:
+        return jax.jit(sft_step, donate_argnums=donate_argnums)
+    laid_out = jax.jit(sft_step, donate_argnums=donate_argnums,
+                       in_shardings=(shardings.state, shardings.batch, shardings.replicated),
+                       out_shardings=(shardings.state, shardings.replicated))
+    # jit's in_shardings name every positional argument: always pass the dropout key, even None
+    return lambda state, batch, dropout_rng=None: laid_out(state, batch, dropout_rng)

@@ -1,0 +1,115 @@
+"""Shardings of parameters, optimizer states and batches on a mesh (MaxText style).
+
+Every parameter carries logical axis names (`models.logical_axes`); the config's rules map
+them to mesh axes. A dimension the mesh axes do not divide evenly stays whole (replicated along
+them) rather than failing: a 97-token vocabulary on a 2-way `tensor` axis simply is not split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from ares_jax.train_state import TrainState
+
+BATCH_AXES = ("data", "fsdp")
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Rows of a batch `[B, ...]` split over data x fsdp; the other dimensions whole."""
+    return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def _axis_size(mesh: Mesh, axes) -> int:
+    if axes is None:
+        return 1
+    return int(np.prod([mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes)]))
+
+
+def param_shardings(logical: Any, abstract: Any, mesh: Mesh, rules: Sequence) -> Any:
+    """`NamedSharding`s like `abstract` (a params pytree of arrays or ShapeDtypeStructs):
+    `logical` (a pytree of logical `PartitionSpec`s, `models.logical_axes`) through `rules`."""
+
+    def one(spec: P, leaf) -> NamedSharding:
+        physical = nn.logical_to_mesh_axes(tuple(spec), rules) if len(spec) else P()
+        dims = [axes if axes is not None and dim % _axis_size(mesh, axes) == 0 else None
+                for dim, axes in zip(leaf.shape, tuple(physical) + (None,) * (len(leaf.shape) - len(physical)))]
+        return NamedSharding(mesh, P(*dims))
+
+    return jax.tree_util.tree_map(one, logical, abstract, is_leaf=lambda x: isinstance(x, P))
+
+
+def _key_name(key) -> str | int:
+    return getattr(key, "key", getattr(key, "name", getattr(key, "idx", None)))
+
+
+def state_shardings(params: Any, optimizer: optax.GradientTransformation, abstract_params: Any,
+                    mesh: Mesh) -> TrainState:
+    """The `TrainState` shardings: the step replicated, parameters as `params`, and each
+    optimizer statistic (Adam's moments) laid out as the parameter it tracks; scalars such as
+    counts and injected hyper-parameters replicated.
+
+    A statistic is matched to its parameter by path: the parameter's path ends the statistic's
+    (`.../mu/encoder/layer_0/.../kernel`) with the same shape. This holds for any optax state,
+    also `multi_transform`'s partitioned ones (LoRA), where the statistics of the other
+    partition are absent."""
+    by_path = {}
+    for (path, sharding), leaf in zip(jax.tree_util.tree_leaves_with_path(params),
+                                      jax.tree_util.tree_leaves(abstract_params), strict=True):
+        by_path[tuple(_key_name(k) for k in path)] = (tuple(leaf.shape), sharding)
+
+    def one(path, leaf):
+        names = tuple(_key_name(k) for k in path)
+        for start in range(len(names)):
+            shape, sharding = by_path.get(names[start:], (None, None))
+            if shape == tuple(leaf.shape):
+                return sharding
+        return replicated(mesh)
+
+    opt = jax.tree_util.tree_map_with_path(one, jax.eval_shape(optimizer.init, abstract_params))
+    return TrainState(step=replicated(mesh), params=params, opt_state=opt)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # compared and hashed by identity: a key for compiled functions
+class StepShardings:
+    """How a jitted step's arguments lie on the mesh: `state` (a TrainState of shardings, or a
+    params tree for functions of parameters only) and `batch` (every batch array)."""
+
+    state: Any
+    batch: NamedSharding
+
+    @property
+    def replicated(self) -> NamedSharding:
+        return replicated(self.batch.mesh)
+
+
+def put_batch(batch: dict, sharding: NamedSharding) -> dict:
+    """A batch of host numpy arrays, the same whole batch on every process (the loop builds its
+    batches deterministically from the seed), as global arrays laid out by `sharding`: each
+    device receives only its own rows."""
+
+    def put(value):
+        value = np.asarray(value)
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+    return {name: put(value) for name, value in batch.items()}
+
+
+def to_host(array) -> np.ndarray:
+    """A global array as one host numpy array on every process (what the Teacher and the logs
+    need); on one process simply its value."""
+    if jax.process_count() == 1 or getattr(array, "is_fully_addressable", True):
+        return np.asarray(array)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))

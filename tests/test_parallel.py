@@ -1,0 +1,77 @@
+"""Sharding by logical-axis rules on a device mesh: the sharded SFT step, PPO step, scoring pass
+and sampler compute what the single-device ones do, with parameters laid out as the rules say."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ares_jax.config import ConfigError, load_config
+from ares_jax.parallel import mesh_shape, parse_axis_rules
+
+MESHES = ["8x1x1", "2x4x1", "2x2x2"]
+
+
+@pytest.fixture(scope="module")
+def sharded_results():
+    """tests/sharding_equivalence.py in a fresh process with 8 CPU devices (the device count is
+    fixed when JAX starts, so it cannot be changed inside this test process)."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    script = Path(__file__).parent / "sharding_equivalence.py"
+    done = subprocess.run([sys.executable, str(script), *MESHES], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("mesh", MESHES)
+def test_sharded_steps_compute_what_one_device_does(sharded_results, mesh):
+    result = sharded_results[mesh]
+    assert result["devices"] == 8
+    # the steps really moved the parameters (by about the learning rate), and not on one side only
+    assert result["sft_moved"] > 5e-4 and result["ppo_moved"] > 5e-4 and result["ppo_skipped"] == 0
+    assert result["sft_params"] <= 1e-5 and result["ppo_params"] <= 1e-5
+    assert result["sft_loss"] <= 1e-5 and result["ppo_loss"] <= 1e-5
+    assert result["adam_moments"] <= 1e-7  # the gradients themselves
+    assert result["scores"] <= 1e-5  # log-probs of policy and reference, values
+    assert result["same_tokens"]  # sampling with the same key writes the same tokens
+
+
+@pytest.mark.parametrize("mesh", MESHES)
+def test_parameters_lie_as_the_rules_say(sharded_results, mesh):
+    specs = sharded_results[mesh]["param_specs"]
+    # default rules: embed -> fsdp, heads / mlp / vocab -> tensor, kv and position buckets whole
+    assert specs["shared/embedding"] == "P('tensor', 'fsdp')"
+    assert specs["encoder/layer_0/self_attention/q/kernel"] == "P('fsdp', 'tensor', None)"
+    assert specs["encoder/layer_0/self_attention/o/kernel"] == "P('tensor', None, 'fsdp')"
+    assert specs["encoder/layer_0/ffn/wi/kernel"] == "P('fsdp', 'tensor')"
+    assert specs["encoder/layer_0/ffn/wo/kernel"] == "P('tensor', 'fsdp')"
+    assert specs["encoder/final_norm/scale"] == "P('fsdp',)"
+    assert specs["encoder/relative_attention_bias/embedding"] == "P(None, 'tensor')"
+    result = sharded_results[mesh]
+    assert result["moments_laid_out_as_params"]  # Adam's statistics lie like their parameters
+    assert result["tokens_spec"] == "P(('data', 'fsdp'),)"  # sampled rows stay split over data x fsdp
+    assert result["odd_vocab_spec"] == ("P(None, 'fsdp')" if mesh == "2x2x2" else "P('tensor', 'fsdp')")  # tensor 2 | 1
+
+
+def test_mesh_shapes():
+    assert mesh_shape((-1, 1, 1), 8) == (8, 1, 1)
+    assert mesh_shape((2, -1, 2), 8) == (2, 2, 2)
+    assert mesh_shape((1, 1, 1), 1) == (1, 1, 1)
+    with pytest.raises(ValueError, match=r"needs 4 devices, there are 8"):
+        mesh_shape((2, 2, 1), 8)
+    with pytest.raises(ValueError, match=r"does not divide 8 devices"):
+        mesh_shape((3, -1, 1), 8)
+
+
+def test_axis_rules_parse_and_bad_ones_name_the_key():
+    assert parse_axis_rules(["batch=data+fsdp", "embed=fsdp", "kv="]) == (
+        ("batch", ("data", "fsdp")), ("embed", "fsdp"), ("kv", None))
+    with pytest.raises(ConfigError, match=r"mesh.axis_rules: 'embed=model' must be LOGICAL=AXIS"):
+        load_config(None, ["mesh.axis_rules=embed=model"])
+    with pytest.raises(ConfigError, match=r"mesh.fsdp must be positive or -1"):
+        load_config(None, ["mesh.fsdp=0"])
+    with pytest.raises(ConfigError, match=r"mesh.data, fsdp, tensor: at most one may be -1"):
+        load_config(None, ["mesh.fsdp=-1"])
