@@ -290,6 +290,18 @@ class MeshConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ProfileConfig:
+    """`jax.profiler` trace of the core PPO steps `steps=[start, stop)` (optimizer steps of the RL
+    rounds, counted from 0 in each process) into `workdir/profile`; empty: no trace."""
+
+    steps: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if self.steps and (len(self.steps) != 2 or not 0 <= self.steps[0] < self.steps[1]):
+            raise _FieldError(f"steps must be [start, stop] with 0 <= start < stop, got {list(self.steps)}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     seed: int = 0
     workdir: str = "runs/default"
@@ -305,6 +317,7 @@ class Config:
     teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    profile: ProfileConfig = dataclasses.field(default_factory=ProfileConfig)
 
     def __post_init__(self):
         if self.rounds < 0:

@@ -1,6 +1,7 @@
 """The whole ARES loop on ScienceQA files in the official layout (the fixture records with
 precomputed features), with an OpenAI-compatible Teacher served on 127.0.0.1."""
 
+import gzip
 import json
 
 import numpy as np
@@ -35,8 +36,12 @@ def scienceqa_args(tree, server) -> list[str]:
 def test_ares_runs_on_scienceqa_files(sqa, server, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TEST_TEACHER_KEY", KEY)
     workdir = tmp_path / "run"
-    assert main([f"workdir={workdir}", *scienceqa_args(sqa, server), *TINY]) == 0
+    assert main([f"workdir={workdir}", *scienceqa_args(sqa, server), *TINY, "profile.steps=0,1"]) == 0
     report = json.loads((workdir / "report.json").read_text())
+    # the profile window: a jax.profiler trace of the first PPO step, readable by XProf / Perfetto
+    traces = list((workdir / "profile").glob("plugins/profile/*/*.trace.json.gz"))
+    assert len(traces) == 1 and list((workdir / "profile").glob("plugins/profile/*/*.xplane.pb"))
+    assert "ppo_step" in gzip.decompress(traces[0].read_bytes()).decode()  # the step's named scope
     assert list(report["phases"]) == ["baseline", "rl_1", "sft_1"]
     assert [example["id"] for example in report["examples"]] == ["4", "5"]  # the test split
     assert report["ares"]["judgements"]["judgements"] == 2 * 2  # both test problems, both orders
@@ -55,7 +60,7 @@ def test_ares_runs_on_scienceqa_files(sqa, server, tmp_path, monkeypatch, capsys
             assert KEY.encode() not in path.read_bytes(), path
     # Rerunning the finished run asks the Teacher nothing more.
     asked = len(server.requests)
-    assert main([f"workdir={workdir}", *scienceqa_args(sqa, server), *TINY]) == 0
+    assert main([f"workdir={workdir}", *scienceqa_args(sqa, server), *TINY, "profile.steps=0,1"]) == 0
     assert len(server.requests) == asked
 
 

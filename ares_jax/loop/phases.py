@@ -27,6 +27,7 @@ from ares_jax.loop.state import Run, RunState, copy_tree, write_json_atomic
 from ares_jax.models import MultimodalT5, init_params, transplant
 from ares_jax.models.lora import lora_labels
 from ares_jax.parallel import put_batch
+from ares_jax.profiling import StepWindow
 from ares_jax.rl import AdaptiveKLController
 from ares_jax.teacher.base import run_batch
 from ares_jax.text.fluency import drop_repeated_sentences
@@ -138,13 +139,15 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     train_state = run.restore_train(state, jax.device_put(TrainState.create(params, optimizer), layout))
     reference = jax.device_put(state.trees["reference"], run.param_layout(run.policy_model))
     controller = AdaptiveKLController(state.kl_coef, rl.kl_target, rl.kl_horizon) if rl.kl_target else None
+    window = StepWindow(config.profile.steps, run.workdir / "profile")
     name = f"rl_{round_index}"
     bar = tqdm(range(state.step, iterations), desc=f"{name} rollouts", initial=state.step, total=iterations,
                leave=False)
     for iteration in bar:
         problems = questions[iteration * rl.prompts_per_rollout:(iteration + 1) * rl.prompts_per_rollout]
-        buffer, metrics = collect_rollout(run, train_state.params, reference, problems,
-                                             run.key(state, iteration), state.kl_coef, scoring)
+        with jax.profiler.TraceAnnotation("rollout"):
+            buffer, metrics = collect_rollout(run, train_state.params, reference, problems,
+                                              run.key(state, iteration), state.kl_coef, scoring)
         order_rng = np.random.default_rng([config.seed, state.phase_index, iteration])
         size = len(problems) * rl.k_samples
         step_metrics = []
@@ -155,7 +158,11 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
             for start in range(0, size - rl.minibatch_size + 1, rl.minibatch_size):
                 rows = jnp.asarray(order[start:start + rl.minibatch_size])
                 minibatch = jax.device_put(jax.tree_util.tree_map(lambda x: x[rows], buffer), run.rows)
-                train_state, m = ppo_step(train_state, minibatch)
+                window.before(run.ppo_steps)
+                with jax.profiler.StepTraceAnnotation("ppo", step_num=run.ppo_steps):
+                    train_state, m = ppo_step(train_state, minibatch)
+                window.after(run.ppo_steps, train_state)
+                run.ppo_steps += 1
                 step_metrics.append(m)
                 ppo_bar.update(1)
         ppo_bar.close()
@@ -175,6 +182,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
             run.save(state, train_state)
         run.check_stop(state, train_state)
     bar.close()
+    window.close()
     state.trees["policy"], state.trees["value"] = train_state.params["policy"], train_state.params["value"]
     del state.trees["reference"]
     curve = state.results["curves"][f"{name}/sentence_score"]

@@ -13,6 +13,8 @@ import functools
 from pathlib import Path
 from typing import Callable
 
+import jax
+
 from ares_jax.checkpoint import Checkpointer
 from ares_jax.config import Config, ConfigError, to_dict
 from ares_jax.data.load import load_split
@@ -74,6 +76,10 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
     if config.data.source != "shapes" and config.model.image_input == "pixels":
         raise ConfigError("model.image_input=pixels is for the built-in task; a real dataset's image input is "
                           "its precomputed features (data.features=...)")
+    if jax.process_count() > 1:
+        raise ConfigError(
+            f"{jax.process_count()} processes: multi-host runs are not supported yet (every process would ask the "
+            "Teacher itself); run on one host, whose devices the mesh uses")
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
     check_batches_split(config, mesh.shape["data"] * mesh.shape["fsdp"])
     train = load_split(config.data, config.data.train_split, log)  # bad data stops here, before any write

@@ -40,7 +40,7 @@ Log = Callable[[str], None]
 RESUMABLE_CHANGES = ("workdir", "teacher.timeout_s", "teacher.concurrency", "teacher.requests_per_minute",
                      "teacher.tokens_per_minute", "teacher.max_retries", "teacher.backoff_s",
                      "teacher.max_backoff_s", "teacher.max_requests", "teacher.max_cost_usd", "checkpoint.",
-                     "eval.batch_size", "mesh.")  # a preempted pod may come back with another shape
+                     "eval.batch_size", "mesh.", "profile.")  # a preempted pod may come back with another shape
 
 
 class Preempted(Exception):
@@ -126,6 +126,7 @@ class Run:
     initial_policy: dict | None = None  # a pretrained start's weights; None: drawn from the seed
     teacher_before: TeacherStats = dataclasses.field(default_factory=TeacherStats)  # paid in earlier processes
     seconds_before: float = 0.0  # spent in earlier processes, up to their last checkpoint
+    ppo_steps: int = 0  # PPO optimizer steps taken by this process (the profile window counts them)
     _board: object = None
     _compiled: dict = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.perf_counter)

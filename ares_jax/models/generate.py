@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ares_jax.models.model import MultimodalT5
+from ares_jax.profiling import scoped
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +65,7 @@ def filter_logits(logits, sampling: SamplingConfig):
     return logits
 
 
+@scoped("sampling")
 def _generate(model: MultimodalT5, sampling: SamplingConfig, params, input_ids, attention_mask, rng, image):
     config = model.config
     batch, steps = input_ids.shape[0], sampling.max_new_tokens

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from ares_jax.models.generate import SamplingConfig, generate
+from ares_jax.profiling import scoped
 from ares_jax.models.model import MultimodalT5, decoder_inputs
 from ares_jax.rl.advantages import gae, token_rewards, whiten
 from ares_jax.rl.config import PPOConfig
@@ -66,6 +67,7 @@ def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5, shardings=N
     (`parallel.StepShardings` whose `state` is the {"policy", "value"} params layout): the
     arguments' layout on a mesh; the outputs lie as the batch."""
 
+    @scoped("scoring")
     def score(params, ref_params, batch):
         mask = batch["response_mask"].astype(jnp.float32)
         return {
@@ -134,6 +136,7 @@ def make_ppo_step(
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
+    @scoped("ppo_step")
     def ppo_step(state: TrainState, batch):
         size = batch["tokens"].shape[0]
         if size % accumulation:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from ares_jax.models.model import MultimodalT5
+from ares_jax.profiling import scoped
 from ares_jax.train_state import TrainState
 
 
@@ -46,6 +47,7 @@ def make_sft_step(model: MultimodalT5, optimizer: optax.GradientTransformation, 
         )
         return token_cross_entropy(logits, batch["labels"], batch["label_mask"])
 
+    @scoped("sft_step")
     def sft_step(state: TrainState, batch, dropout_rng=None):
         loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, dropout_rng)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
