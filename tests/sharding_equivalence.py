@@ -99,7 +99,7 @@ def main(shapes):
         # fresh copies: device_put may alias a buffer that a donating step then deletes
         sft_state = jax.device_put(fresh_state(params), sft_layout)
         sft_new, sft_m = make_sft_step(policy, optimizer, shardings=StepShardings(sft_layout, rows))(
-            sft_state, put_batch(sft_batch, rows))
+            sft_state, put_batch(sft_batch, rows), None)
         sharded_sample = generate(policy, jax.device_put(copy(params), policy_layout), *[
             put_batch(prompts, rows)[k] for k in ("input_ids", "attention_mask")], jax.random.key(7), sampling,
             put_batch(prompts, rows)["image"], shardings=StepShardings(policy_layout, rows))

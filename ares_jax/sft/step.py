@@ -32,7 +32,8 @@ def make_sft_step(model: MultimodalT5, optimizer: optax.GradientTransformation, 
                   shardings=None):
     """A jitted `(state, batch, dropout_rng) -> (state, metrics)`; the state's buffers are donated.
     `shardings` (`parallel.StepShardings`): the state and batch layout on a mesh; the state comes
-    back laid out the same, the metrics replicated."""
+    back laid out the same, the metrics replicated; the step is then called with all three
+    arguments (the dropout key may be None)."""
 
     def loss_fn(params, batch, dropout_rng):
         logits = model.apply(
@@ -58,8 +59,7 @@ def make_sft_step(model: MultimodalT5, optimizer: optax.GradientTransformation, 
     donate_argnums = (0,) if donate else ()
     if shardings is None:
         return jax.jit(sft_step, donate_argnums=donate_argnums)
-    laid_out = jax.jit(sft_step, donate_argnums=donate_argnums,
-                       in_shardings=(shardings.state, shardings.batch, shardings.replicated),
-                       out_shardings=(shardings.state, shardings.replicated))
-    # jit's in_shardings name every positional argument: always pass the dropout key, even None
-    return lambda state, batch, dropout_rng=None: laid_out(state, batch, dropout_rng)
+    # jit's in_shardings name every positional argument: call it with the dropout key, even None
+    return jax.jit(sft_step, donate_argnums=donate_argnums,
+                   in_shardings=(shardings.state, shardings.batch, shardings.replicated),
+                   out_shardings=(shardings.state, shardings.replicated))
