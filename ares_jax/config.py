@@ -464,6 +464,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     return _build(Config, tree)
 
 
+def load_config_args(args: list[str]) -> Config:
+    """The config a command line names: `config=FILE.yaml` (optional) and `key=value` overrides."""
+    files = [a.split("=", 1)[1] for a in args if a.startswith("config=")]
+    return load_config(files[-1] if files else None, [a for a in args if not a.startswith("config=")])
+
+
 def describe_keys(config=None, prefix: str = "") -> list[str]:
     """`key = default` lines of every leaf key, for `--help`."""
     config = Config() if config is None else config

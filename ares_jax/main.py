@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ares_jax.config import ConfigError, describe_keys, load_config
+from ares_jax.config import ConfigError, describe_keys, load_config_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,15 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         print("keys (default):")
         print("\n".join(f"  {line}" for line in describe_keys()))
         return 0
-    config_path = None
-    overrides = []
-    for arg in argv:
-        if arg.startswith("config="):
-            config_path = arg.split("=", 1)[1]
-        else:
-            overrides.append(arg)
     try:
-        config = load_config(config_path, overrides)
+        config = load_config_args(argv)
     except ConfigError as error:
         print(f"ares_jax: bad configuration: {error}", file=sys.stderr)
         return 2

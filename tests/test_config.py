@@ -51,6 +51,13 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("correction.questions=0", "correction.questions must be positive"),
         ("checkpoint.keep=0", "checkpoint.keep must be positive"),
         ("data.source=scienceqa", "data.path must name the scienceqa data"),
+        ("data.source=hf", "data.path must name the hf data"),
+        ("data.image_folder=x", "unknown key data.image_folder; data has: captions, features"),
+        ("data.skip_bad_records=maybe", "data.skip_bad_records must be true or false"),
+        ("mesh.axis_rules=embed=model", "mesh.axis_rules: 'embed=model' must be LOGICAL=AXIS"),
+        ("mesh.fsdp=0", "mesh.fsdp must be positive or -1"),
+        ("mesh.fsdp=-1", "mesh.data, fsdp, tensor: at most one may be -1"),
+        ("profile.steps=5,2", "profile.steps must be [start, stop] with 0 <= start < stop, got [5, 2]"),
     ],
 )
 def test_bad_keys_and_values_name_the_key(override, message):

@@ -327,15 +327,6 @@ def test_loading_writes_nothing_into_the_dataset(sqa):
     assert sorted((p, p.stat().st_mtime_ns) for p in sqa.rglob("*")) == before
 
 
-def test_data_config_errors_name_the_key():
-    with pytest.raises(ConfigError, match=r"unknown key data.image_folder; data has: .*images"):
-        load_config(None, ["data.image_folder=x"])
-    with pytest.raises(ConfigError, match=r"data.path must name the hf data"):
-        load_config(None, ["data.source=hf"])
-    with pytest.raises(ConfigError, match=r"data.skip_bad_records must be true or false"):
-        load_config(None, ["data.skip_bad_records=maybe"])
-
-
 # ---------------------------------------------------------------- TFDS (no TensorFlow here)
 
 

@@ -66,12 +66,17 @@ def test_mesh_shapes():
         mesh_shape((3, -1, 1), 8)
 
 
-def test_axis_rules_parse_and_bad_ones_name_the_key():
+def test_axis_rules_parse():  # bad rules: tests/test_config.py
     assert parse_axis_rules(["batch=data+fsdp", "embed=fsdp", "kv="]) == (
         ("batch", ("data", "fsdp")), ("embed", "fsdp"), ("kv", None))
-    with pytest.raises(ConfigError, match=r"mesh.axis_rules: 'embed=model' must be LOGICAL=AXIS"):
-        load_config(None, ["mesh.axis_rules=embed=model"])
-    with pytest.raises(ConfigError, match=r"mesh.fsdp must be positive or -1"):
-        load_config(None, ["mesh.fsdp=0"])
-    with pytest.raises(ConfigError, match=r"mesh.data, fsdp, tensor: at most one may be -1"):
-        load_config(None, ["mesh.fsdp=-1"])
+
+
+def test_batches_must_split_over_the_mesh():
+    from ares_jax.loop.run import check_batches_split
+
+    check_batches_split(load_config(None, []), 1)
+    expected = (r"rationale.batch_size \(32\), .*eval.batch_size \(50\), rl.prompts_per_rollout \(64\), "
+                r"rl.minibatch_size / ppo.accumulation_steps \(64\) must be a multiple of the mesh's batch shards "
+                r"\(mesh.data x mesh.fsdp = 3\)")
+    with pytest.raises(ConfigError, match=expected):
+        check_batches_split(load_config(None, ["eval.batch_size=50"]), 3)

@@ -195,26 +195,19 @@ def format_report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ares_jax.config import ConfigError, load_config
+    from ares_jax.config import ConfigError, load_config_args
 
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
-    repeats, config_path, overrides = 5, None, []
-    for arg in argv:
-        if arg.startswith("--repeats="):
-            repeats = int(arg.split("=", 1)[1])
-        elif arg.startswith("config="):
-            config_path = arg.split("=", 1)[1]
-        else:
-            overrides.append(arg)
+    repeats = [int(a.split("=", 1)[1]) for a in argv if a.startswith("--repeats=")]
     try:
-        config = load_config(config_path, overrides)
+        config = load_config_args([a for a in argv if not a.startswith("--repeats=")])
     except ConfigError as error:
         print(f"step_report: bad configuration: {error}", file=sys.stderr)
         return 2
-    print(format_report(report(config, repeats)))
+    print(format_report(report(config, repeats[-1] if repeats else 5)))
     return 0
 
 
