@@ -84,6 +84,7 @@ class ModelConfig:
     """
 
     image_input: str = "features"
+    dtype: str = "float32"  # compute dtype of activations and matmuls (bfloat16 on TPU/GPU); params stay float32
     pretrained: str = ""  # a HF T5 / MM-CoT folder to start from; the sizes below are then its own
     d_model: int = 64
     num_heads: int = 4
@@ -102,6 +103,8 @@ class ModelConfig:
                   "max_source_length", "max_target_length", "max_answer_source_length")
         if self.image_input not in ("features", "pixels"):
             raise _FieldError(f"image_input must be 'features' or 'pixels', got {self.image_input!r}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise _FieldError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         if self.d_model % self.num_heads:
             raise _FieldError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
         if not 0.0 <= self.dropout_rate < 1.0:

@@ -57,6 +57,7 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("mesh.axis_rules=embed=model", "mesh.axis_rules: 'embed=model' must be LOGICAL=AXIS"),
         ("mesh.fsdp=0", "mesh.fsdp must be positive or -1"),
         ("mesh.fsdp=-1", "mesh.data, fsdp, tensor: at most one may be -1"),
+        ("model.dtype=float16", "model.dtype must be 'float32' or 'bfloat16', got 'float16'"),
         ("profile.steps=5,2", "profile.steps must be [start, stop] with 0 <= start < stop, got [5, 2]"),
     ],
 )

@@ -44,7 +44,7 @@ def build_model(config: Config, vocab_size: int, feature_dim: int | None = None)
         vocab_size=vocab_size, d_model=m.d_model, d_kv=m.d_model // m.num_heads, d_ff=m.d_ff,
         num_layers=m.num_layers, num_decoder_layers=m.num_decoder_layers, num_heads=m.num_heads,
         dropout_rate=m.dropout_rate, relative_attention_max_distance=max(m.max_source_length, m.max_target_length),
-        vision=vision_config(config, feature_dim),
+        vision=vision_config(config, feature_dim), dtype=m.dtype,
     ))
 
 
@@ -62,7 +62,8 @@ def build_models(config: Config, train: Sequence[Problem]) -> tuple[Tokenizer, M
     if config.model.pretrained:
         tokenizer = Tokenizer.from_folder(config.model.pretrained)
         vision = dataclasses.replace(vision_config(config, feature_dim), decoder_attends_image=False)  # MM-CoT's
-        policy_model, params = load_pretrained(config.model.pretrained, vision=vision, rng=jax.random.key(config.seed))
+        policy_model, params = load_pretrained(config.model.pretrained, dtype=config.model.dtype, vision=vision,
+                                               rng=jax.random.key(config.seed))
     else:
         tokenizer = build_tokenizer(train, config.data.vocab_size)  # deterministic: the same on every resume
         policy_model, params = build_model(config, tokenizer.vocab_size, feature_dim), None
