@@ -54,10 +54,10 @@ def collect_rollout(run, params: dict, ref_params, problems: Sequence[Problem], 
     scores = run_batch(run.teacher.score_sentences, requests, config.teacher.concurrency,
                        progress="teacher: sentence scores", stats=run.teacher.stats)
     scored = np.array([s is not None for s in scores])
-    teacher = put_batch({"scored": scored[:, None], "segment_ids": segment_ids,
-                         "segment_scores": segment_score_array(scores, segment_ids.shape[1])}, run.rows)
-    batch["response_mask"] = batch["response_mask"] * teacher.pop("scored").astype(batch["response_mask"].dtype)
-    batch.update(teacher)
+    feedback = put_batch({"scored": scored[:, None], "segment_ids": segment_ids,
+                          "segment_scores": segment_score_array(scores, segment_ids.shape[1])}, run.rows)
+    batch["response_mask"] = batch["response_mask"] * feedback.pop("scored").astype(batch["response_mask"].dtype)
+    batch.update(feedback)
     batch.update(scoring(params, ref_params, batch))
     advantages, returns, rewards = compute_advantages(batch, config.ppo, kl_coef)
     batch.update(advantages=advantages, returns=returns)
