@@ -151,13 +151,24 @@ class Run:
         """The shardings of `model`'s parameters on the mesh, by the config's axis rules."""
         key = ("layout", id(model))
         if key not in self._compiled:
-            abstract = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
-            self._compiled[key] = param_shardings(logical_axes(model), abstract, self.mesh, self.axis_rules)
+            self._compiled[key] = param_shardings(logical_axes(model), self._abstract(model), self.mesh,
+                                                  self.axis_rules)
+        return self._compiled[key]
+
+    def _abstract(self, model: MultimodalT5):
+        """`model`'s parameters as shapes and dtypes (traced once per model)."""
+        key = ("abstract", id(model))
+        if key not in self._compiled:
+            self._compiled[key] = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
         return self._compiled[key]
 
     def sampling_layout(self, model: MultimodalT5) -> StepShardings:
-        """How the sampler of `model` lies on the mesh."""
-        return StepShardings(self.param_layout(model), self.rows)
+        """How the sampler of `model` lies on the mesh. One object per model: the sampler keeps
+        one jitted function per layout object (`models.generate._sharded_generate`)."""
+        key = ("sampling", id(model))
+        if key not in self._compiled:
+            self._compiled[key] = StepShardings(self.param_layout(model), self.rows)
+        return self._compiled[key]
 
     def sft_trainer(self, model: MultimodalT5, trainable=None):
         """(optimizer, jitted SFT step, train-state layout) for `model`; the learning rate and
@@ -168,9 +179,9 @@ class Run:
             optimizer = adamw_host_scheduled()
             if trainable is not None:
                 optimizer = optax.multi_transform({"adapter": optimizer, "frozen": optax.set_to_zero()}, trainable)
-            abstract = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
-            layout = state_shardings(self.param_layout(model), optimizer, abstract, self.mesh)
-            self._compiled[key] = optimizer, make_sft_step(model, optimizer, shardings=StepShardings(layout, self.rows)), layout
+            layout = state_shardings(self.param_layout(model), optimizer, self._abstract(model), self.mesh)
+            step = make_sft_step(model, optimizer, shardings=StepShardings(layout, self.rows))
+            self._compiled[key] = optimizer, step, layout
         return self._compiled[key]
 
     def rl_trainer(self):
@@ -238,7 +249,7 @@ class Run:
     def abstract_params(self, name: str):
         model = {"policy": self.policy_model, "reference": self.policy_model, "value": self.value_model,
                  "answer": self.answer_model}[name]
-        return jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
+        return self._abstract(model)
 
     def resume(self) -> RunState | None:
         """The state of the latest checkpoint in the work directory (None when there is none);
