@@ -6,10 +6,12 @@
 #
 # Creates the TPU VM NAME (or reuses it when it exists), copies this checkout (git archive of
 # HEAD) to every worker, installs the package with JAX for TPU, then runs
-# `python -m ares_jax.main ...` on all workers at once (--worker=all). The run's work directory
-# and data paths are relative to ~/ares_jax on each worker. Multi-host slices (v4-16 and up) are
-# refused by the run for now: routing every Teacher request through process 0 is not built yet,
-# so use a single-host TPU VM (v4-8, v5litepod-8, v6e-8, ...).
+# `python -m ares_jax.main distributed.enabled=true ...` on all workers at once (--worker=all):
+# the workers join one run (jax.distributed finds its peers on a TPU pod) whose mesh spans every
+# chip; worker 0 alone asks the Teacher and writes the run's files. Data paths are relative to
+# ~/ares_jax on each worker. On a multi-host slice (v4-16 and up) the work directory must be a
+# folder all workers share (e.g. a gcsfuse or Filestore mount: workdir=/mnt/shared/run1); the run
+# checks this at start-up.
 #
 # The Teacher's API key: set TEACHER_KEY_ENV to the NAME of the variable that holds it here
 # (e.g. TEACHER_KEY_ENV=ANTHROPIC_API_KEY). Its value is never put on a command line or in this
@@ -97,7 +99,7 @@ if [[ -n "$key_env" ]]; then
 fi
 
 # 5. The run, on all workers together.
-command="cd ares_jax && ${read_key}.venv/bin/python -m ares_jax.main"
+command="cd ares_jax && ${read_key}.venv/bin/python -m ares_jax.main distributed.enabled=true"
 for arg in "${run_args[@]}"; do
     command+=" $(printf '%q' "$arg")"
 done

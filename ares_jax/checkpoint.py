@@ -23,10 +23,11 @@ def abstract_like(tree):
 
 
 class Checkpointer:
-    def __init__(self, directory: str | Path, keep: int):
+    def __init__(self, directory: str | Path, keep: int, read_only: bool = False):
+        """`read_only`: another run's checkpoints, read and never written, cleaned or created."""
         self.directory = Path(directory).absolute()
-        self._manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        self._manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=not read_only, read_only=read_only))
 
     def save(self, items: dict, record: dict) -> int:
         """Saves each pytree of `items` (name -> params, train state, ...) and the JSON-able

@@ -175,6 +175,12 @@ class RLConfig:
     kl_target: float = 0.0  # > 0: adapt ppo.kl_coef toward this KL (per token); 0: fixed
     kl_horizon: int = 10000
 
+    @property
+    def optimizer_steps(self) -> int:
+        """PPO optimizer steps of one round: rollout batches x epochs x minibatches per buffer."""
+        return ((self.questions_per_round // self.prompts_per_rollout) * self.epochs
+                * (self.prompts_per_rollout * self.k_samples // self.minibatch_size))
+
     def __post_init__(self):
         _positive(self, "questions_per_round", "prompts_per_rollout", "k_samples", "top_k", "temperature",
                   "epochs", "minibatch_size", "learning_rate", "kl_horizon")
@@ -293,6 +299,27 @@ class MeshConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+    """Several processes in one run (`ares_jax/parallel/multihost.py`): on a TPU pod set `enabled`
+    on every worker and JAX finds its peers (launch_tpu.sh does this); elsewhere name the
+    coordinator (host:port of process 0), the number of processes and this one's id. Process 0
+    alone asks the Teacher and writes the run's files; the work directory must be a folder
+    every host shares."""
+
+    enabled: bool = False
+    coordinator_address: str = ""
+    num_processes: int = 0
+    process_id: int = -1
+
+    def __post_init__(self):
+        if self.coordinator_address and not 0 <= self.process_id < self.num_processes:
+            raise _FieldError(f"with coordinator_address, num_processes (> 0) and process_id (0 .. num_processes - 1) "
+                              f"must be given, got {self.num_processes} and {self.process_id}")
+        if self.coordinator_address and not self.enabled:
+            raise _FieldError("coordinator_address is given but enabled is false")
+
+
+@dataclasses.dataclass(frozen=True)
 class ProfileConfig:
     """`jax.profiler` trace of the core PPO steps `steps=[start, stop)` (optimizer steps of the RL
     rounds, counted from 0 in each process) into `workdir/profile`; empty: no trace."""
@@ -304,15 +331,29 @@ class ProfileConfig:
             raise _FieldError(f"steps must be [start, stop] with 0 <= start < stop, got {list(self.steps)}")
 
 
+METHODS = ("ares", "rl_only", "sft_more")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """The run. After the baseline, `rounds` rounds of `method`:
+      ares      RL with the Teacher's sentence scores -> Teacher corrections -> SFT on them
+      rl_only   the RL alone (the paper's ablation: RL without the correction SFT)
+      sft_more  the control: as many SFT steps on gold rationales as an ARES round takes
+                (rl.optimizer_steps + correction.steps, with correction's SFT settings)
+    `baseline_from`: the workdir of a finished baseline-only run (rounds=0) with the same seed,
+    data, model, rationale, answer and Teacher; this run starts from its models and evaluation
+    instead of training its own (ablations on one baseline, as `experiments/reproduce.py`)."""
+
     seed: int = 0
     workdir: str = "runs/default"
+    method: str = "ares"
+    baseline_from: str = ""
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     rationale: SFTConfig = dataclasses.field(default_factory=SFTConfig)
     answer: AnswerConfig = dataclasses.field(default_factory=AnswerConfig)
-    rounds: int = 2  # of RL -> correction -> SFT
+    rounds: int = 2  # of `method` (ares: RL -> correction -> SFT)
     rl: RLConfig = dataclasses.field(default_factory=RLConfig)
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
     correction: CorrectionConfig = dataclasses.field(default_factory=CorrectionConfig)
@@ -320,11 +361,14 @@ class Config:
     teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
     profile: ProfileConfig = dataclasses.field(default_factory=ProfileConfig)
 
     def __post_init__(self):
         if self.rounds < 0:
             raise _FieldError(f"rounds must be >= 0, got {self.rounds}")
+        if self.method not in METHODS:
+            raise _FieldError(f"method must be one of {METHODS}, got {self.method!r}")
 
 
 # ---- building a tree from dicts, with checks -------------------------------------------------

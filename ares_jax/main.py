@@ -6,9 +6,11 @@ Settings come from the defaults, then the YAML file named by `config=`, then dot
 
 The run: the MM-CoT baseline (rationale SFT, answer SFT, evaluation), then `rounds` rounds of
 RL with the Teacher's sentence scores -> Teacher corrections -> SFT on them (each followed by an
-evaluation), then the Teacher's judgement of ARES vs baseline rationales. Everything lands in
-`workdir`: report.json, report.md, curves.png, metrics.jsonl, checkpoints/, the Teacher cache.
+evaluation), then the Teacher's judgement of the final vs the baseline rationales;
+`method=rl_only|sft_more` swaps the rounds for the ablation and the control of
+experiments/reproduce.py. Everything lands in `workdir`: report.json, report.md, curves.png, metrics.jsonl, checkpoints/, the Teacher cache.
 Run the same command again to resume after a crash or preemption (SIGTERM/SIGINT save and exit 0).
+Several hosts: the same command on each with `distributed.enabled=true` (launch_tpu.sh does this).
 """
 
 from __future__ import annotations
@@ -32,14 +34,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ares_jax: bad configuration: {error}", file=sys.stderr)
         return 2
 
+    from ares_jax.parallel import multihost
+
+    spread = config.distributed
+    multihost.initialize(spread.enabled, spread.coordinator_address, spread.num_processes, spread.process_id)
+
     from ares_jax import loop
     from ares_jax.data.records import DataError
     from ares_jax.loop.state import Preempted
     from ares_jax.teacher.backends import TeacherSetupError
     from ares_jax.teacher.service import TeacherBudgetExhausted, TeacherUnavailable
 
+    primary = multihost.is_primary()  # the other processes of a multi-host run print only errors
     try:
-        report = loop.run(config, log=lambda message: print(message, flush=True))
+        report = loop.run(config, log=lambda message: print(message, flush=True) if primary else None)
     except Preempted as stopped:
         print(f"ares_jax: {stopped}; checkpoint saved in {config.workdir}/checkpoints. Run the same command to resume.",
               file=sys.stderr)
@@ -57,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ares_jax: stopped: {error}. Every reply already received is in {config.workdir}/"
               "teacher_cache.sqlite and will not be paid again.", file=sys.stderr)
         return 3
+    except multihost.PrimaryFailed as error:
+        print(f"ares_jax: {error}", file=sys.stderr)
+        return 3
+    if not primary:
+        return 0
     print((Path(config.workdir) / "report.md").read_text().split("## Examples")[0].rstrip())
     print(f"report: {config.workdir}/report.json, report.md, curves.png ({report['seconds']:.0f} s)")
     return 0

@@ -1,10 +1,12 @@
 """From problems to token batches."""
 
+import jax
 import numpy as np
 import pytest
 
 from ares_jax.data import answer_target
 from ares_jax.data.batching import (
+    StackedRows,
     answer_examples,
     batch_at,
     build_tokenizer,
@@ -15,6 +17,7 @@ from ares_jax.data.batching import (
     stack_images,
 )
 from ares_jax.data.problem import Problem
+from ares_jax.parallel import batch_sharding, make_mesh, put_batch
 from ares_jax.data.shapes import ShapesTaskConfig, make_split
 from ares_jax.data.shapes.scene import cell_features, read_scene
 
@@ -86,3 +89,29 @@ def test_cell_features_carry_what_the_pixels_show(problems):
             row, col = divmod(index, 4)
             assert features[index, 7 + row] == 1 and features[index, 11 + col] == 1
             assert (features[index, 3] > 0) == (scene.at(row + 1, col + 1) is not None)
+
+
+def test_stacked_rows_read_only_the_rows_asked_for():
+    read = []
+
+    class Row:  # a memory-mapped row that records being read
+        def __init__(self, i):
+            self.i, self.shape, self.dtype = i, (2, 3), np.dtype(np.float32)
+
+        def __array__(self, dtype=None, copy=None):
+            read.append(self.i)
+            return np.full(self.shape, self.i, np.float32)
+
+    table = StackedRows([Row(i) for i in range(10)])
+    assert table.shape == (10, 2, 3) and len(table) == 10
+    batch = table[np.array([7, 2, 5, 0])]  # a training batch's rows: nothing read yet
+    assert isinstance(batch, StackedRows) and batch.shape == (4, 2, 3) and read == []
+    shard = batch[(slice(1, 3), slice(None), slice(None))]  # what one device of the mesh asks for
+    assert read == [2, 5] and shard.shape == (2, 2, 3) and (shard[:, 0, 0] == [2, 5]).all()
+    read.clear()
+    assert np.array_equal(np.asarray(batch)[:, 0, 0], [7, 2, 5, 0]) and read == [7, 2, 5, 0]
+    assert np.array_equal(batch[3], np.zeros((2, 3)))
+    laid = put_batch({"image": batch}, batch_sharding(make_mesh(-1, 1, 1)))["image"]
+    assert isinstance(laid, jax.Array) and np.array_equal(np.asarray(laid)[:, 0, 0], [7, 2, 5, 0])
+    first, real = next(fixed_batches({"image": table}, 4))
+    assert real == 4 and np.array_equal(np.asarray(first["image"])[:, 0, 0], [0, 1, 2, 3])

@@ -46,6 +46,7 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("rl.questions_per_round=100", "rl.questions_per_round (100) must be a multiple of prompts_per_rollout (64)"),
         ("rl.minibatch_size=48", "rl.minibatch_size (48) must divide prompts_per_rollout x k_samples (256)"),
         ("rounds=-1", "rounds must be >= 0"),
+        ("method=dpo", "method must be one of ('ares', 'rl_only', 'sft_more'), got 'dpo'"),
         ("answer.lora.targets=[q,x]", "answer.lora.targets must be a non-empty list of"),
         ("answer.lora.dropout=1", "answer.lora.dropout must be in [0, 1)"),
         ("correction.questions=0", "correction.questions must be positive"),

@@ -34,7 +34,8 @@ def test_dry_run_prints_every_command_of_a_pod_launch():
     run = lines[6]
     assert run.startswith(f"+ gcloud compute tpus tpu-vm ssh ares-v4 {where} --worker=all --command ")
     assert "export\\ ANTHROPIC_API_KEY=" in run and "rm\\ -f\\ ~/.ares_teacher_key" in run
-    assert run.endswith(".venv/bin/python\\ -m\\ ares_jax.main\\ config=configs/scienceqa_base.yaml\\ "
+    assert run.endswith(".venv/bin/python\\ -m\\ ares_jax.main\\ distributed.enabled=true\\ "
+                        "config=configs/scienceqa_base.yaml\\ "
                         "teacher.max_cost_usd=5")
     assert len(lines) == 7
     assert KEY not in done.stdout + done.stderr  # the key's value is never printed or on a command line

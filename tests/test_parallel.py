@@ -82,7 +82,7 @@ def test_batches_must_split_over_the_mesh():
         check_batches_split(load_config(None, ["eval.batch_size=50"]), 3)
 
 
-def test_two_processes_share_one_mesh():
+def test_two_processes_share_one_mesh(tmp_path):
     """Two processes joined by jax.distributed over 127.0.0.1, 2 CPU devices each: the loop's
     batch placement, gathering and a sharded SFT step work across processes
     (tests/multihost_check.py)."""
@@ -93,7 +93,7 @@ def test_two_processes_share_one_mesh():
         port = str(probe.getsockname()[1])
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
     script = str(Path(__file__).parent / "multihost_check.py")
-    workers = [subprocess.Popen([sys.executable, script, str(i), port], env=env, stdout=subprocess.PIPE,
+    workers = [subprocess.Popen([sys.executable, script, str(i), port, str(tmp_path)], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for i in range(2)]
     outputs = [worker.communicate(timeout=300) for worker in workers]
     for worker, (_, err) in zip(workers, outputs):
@@ -104,3 +104,12 @@ def test_two_processes_share_one_mesh():
         assert (r["processes"], r["devices"], r["local_devices"]) == (2, 4, 2)
         assert r["local_rows_ok"] and r["gathered_ok"]  # each device got its rows; results come back whole
         assert r["moved"] > 5e-4 and r["sft_params"] <= 1e-5  # the step ran, as on one device
+        assert r["shared"] == {"scores": [0.5, None, 1.0], "text": "Solution: é"}
+        assert r["on_primary"] == [0]  # computed by process 0, received by both
+        assert r["not_sharing_common"] == [] and r["not_sharing_own"] == [1]
+    # Feature rows are read by the process whose devices hold them: rows 7..4 (reversed) on
+    # process 0's two devices, 3..0 on process 1's; the whole batch gathers back in order.
+    assert [r["read_rows"] for r in results] == [[4, 5, 6, 7], [0, 1, 2, 3]]
+    assert all(r["features_ok"] for r in results)
+    assert results[0]["failure"] == "ValueError: teacher down"  # process 0 raises its own error,
+    assert results[1]["failure"] == "PrimaryFailed: process 0 stopped: ValueError: teacher down"  # the other knows

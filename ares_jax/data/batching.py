@@ -19,6 +19,35 @@ def build_tokenizer(problems: Sequence[Problem], vocab_size: int) -> Tokenizer:
     return train_bpe_tokenizer(corpus, vocab_size)
 
 
+class StackedRows:
+    """Per-example arrays (memory-mapped feature rows) as one `[N, ...]` array, read when used:
+    indexing with row numbers (a batch's rows) gives another StackedRows; a slice (what
+    `put_batch` asks for each device) or `np.asarray` reads and stacks just those rows. So a
+    process of a multi-host run reads from disk only its own devices' rows of each batch."""
+
+    def __init__(self, rows: Sequence):
+        if not len(rows):
+            raise ValueError("StackedRows needs at least one row")
+        self.rows = list(rows)
+        self.shape = (len(self.rows), *np.shape(self.rows[0]))
+        self.dtype = self.rows[0].dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        if isinstance(key, (np.ndarray, list)):
+            return StackedRows([self.rows[i] for i in np.asarray(key).tolist()])
+        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if isinstance(first, slice):
+            return np.stack(self.rows[first])[(slice(None), *rest)]
+        return np.asarray(self.rows[first])[rest]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        stacked = np.stack(self.rows)
+        return stacked if dtype is None else stacked.astype(dtype)
+
+
 def stack_images(problems: Sequence[Problem]) -> np.ndarray | None:
     """`[B, ...]` image array (pixels or features) of problems that all have one; None when none
     has one; an error naming the first problem without one when only some do."""

@@ -11,9 +11,12 @@ from ares_jax.data.problem import Problem
 from ares_jax.eval.metrics import mean_with_ci95
 
 def _title(label: str) -> str:
-    """"rl_1" -> "after RL 1", "sft_2" -> "after SFT 2"; "baseline" stays."""
+    """"rl_1" -> "after RL 1", "sft_2" -> "after SFT 2", "gold_1" -> "after gold SFT 1"; "baseline" stays."""
     kind, _, number = label.partition("_")
-    return {"rl": f"after RL {number}", "sft": f"after SFT {number}"}.get(kind, label)
+    return {"rl": f"after RL {number}", "sft": f"after SFT {number}", "gold": f"after gold SFT {number}"}.get(kind, label)
+
+
+METHOD_NAMES = {"ares": "ARES", "rl_only": "RL only", "sft_more": "SFT-more"}
 
 
 def build_report(results: dict, final_label: str, teacher_name: str, teacher_total: dict, config: dict,
@@ -63,11 +66,12 @@ def _markdown(report: dict) -> str:
     judged, gain = ares["judgements"], ares["accuracy_gain"]
     low, high = gain["ci95"]
     verdict = "ahead" if low > 0 else "behind" if high < 0 else "not distinguishable from the baseline at 95%"
+    name = METHOD_NAMES[report["config"].get("method", "ares")]  # the run's final model ("ares" in the JSON)
     lines = [
         "# ARES run report", "",
-        f"ARES answer accuracy {ares['answer_accuracy']:.1%} vs baseline {baseline['answer_accuracy']:.1%}: "
+        f"{name} answer accuracy {ares['answer_accuracy']:.1%} vs baseline {baseline['answer_accuracy']:.1%}: "
         f"{gain['points']:+.1f} points (95% interval {low:+.1f} to {high:+.1f}, paired by problem), {verdict}. "
-        f"ARES rationales win {ares['win_rate_vs_baseline']:.1%} (95% interval {judged['ci95'][0]:.1%} to "
+        f"{name} rationales win {ares['win_rate_vs_baseline']:.1%} (95% interval {judged['ci95'][0]:.1%} to "
         f"{judged['ci95'][1]:.1%}) of the Teacher's comparisons with the baseline's ({judged['wins']:.0f} wins, "
         f"{judged['ties']:.0f} ties, {judged['losses']:.0f} losses over {judged['judgements']:.0f} judgements, "
         "both orders).", "",
@@ -78,7 +82,7 @@ def _markdown(report: dict) -> str:
     ]
     for example in report["examples"]:
         lines += [f"**{example['id']}**: {example['question']}", "",
-                  f"- gold: {example['gold']}", f"- baseline: {example['baseline']}", f"- ARES: {example['ares']}", ""]
+                  f"- gold: {example['gold']}", f"- baseline: {example['baseline']}", f"- {name}: {example['ares']}", ""]
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ares_jax.config import Config
 from ares_jax.data.batching import (
-    answer_examples, build_tokenizer, encode_prompts, fixed_batches, rationale_examples, stack_images,
+    StackedRows, answer_examples, build_tokenizer, encode_prompts, fixed_batches, rationale_examples, stack_images,
 )
 from ares_jax.data.problem import Problem
 from ares_jax.data.prompts import parse_answer, strip_solution_tag
@@ -74,12 +74,12 @@ def build_models(config: Config, train: Sequence[Problem]) -> tuple[Tokenizer, M
     return tokenizer, policy_model, answer_model, params
 
 
-def model_images(problems: Sequence[Problem], config: Config) -> np.ndarray | None:
+def model_images(problems: Sequence[Problem], config: Config) -> np.ndarray | StackedRows | None:
     """The image input of the model for `problems` `[B, ...]`: the built-in task's frozen cell
-    features (or pixels); a real dataset's precomputed features `[B, P, F]`; None when the run
-    has no image input."""
-    if config.data.source != "shapes":
-        return np.stack([p.features for p in problems]) if config.data.features else None
+    features (or pixels); a real dataset's precomputed features `[B, P, F]` (read lazily from
+    the memory-mapped table); None when the run has no image input."""
+    if config.data.source != "shapes":  # read when a batch is placed: each process reads its rows
+        return StackedRows([p.features for p in problems]) if config.data.features else None
     if config.model.image_input == "features":
         shapes = config.data.shapes
         return np.stack([cell_features(p.image, shapes.rows, shapes.cols) for p in problems])

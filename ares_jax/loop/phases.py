@@ -9,6 +9,7 @@ makes that free).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -21,9 +22,10 @@ from ares_jax.config import SFTConfig
 from ares_jax.data.batching import answer_examples, batch_at, encode_sft, rationale_examples
 from ares_jax.eval.evaluate import evaluate
 from ares_jax.eval.metrics import win_rate
+from ares_jax.eval.report import METHOD_NAMES
 from ares_jax.loop.generation import ANSWER_TOKENS, infer_answers, model_images, write_rationales
 from ares_jax.loop.rollout import collect_rollout
-from ares_jax.loop.state import Run, RunState, copy_tree, write_json_atomic
+from ares_jax.loop.state import Run, RunState, copy_tree
 from ares_jax.models import MultimodalT5, init_params, transplant
 from ares_jax.models.lora import lora_labels
 from ares_jax.parallel import put_batch
@@ -48,7 +50,7 @@ def train_sft(run: Run, state: RunState, model: MultimodalT5, params, arrays: di
     uses_dropout = model.config.dropout_rate > 0 or model.config.lora_dropout > 0
     seed = run.config.seed * 1000 + state.phase_index
     bar = tqdm(range(state.step, sft.steps), desc=curve.split("/")[0], initial=state.step, total=sft.steps,
-               unit="step", leave=False)
+               unit="step", leave=False, disable=not run.primary)
     for step in bar:
         batch = put_batch(batch_at(arrays, sft.batch_size, seed, step), run.rows)
         train_state = train_state.replace(opt_state=set_hyperparams(
@@ -68,17 +70,21 @@ def train_sft(run: Run, state: RunState, model: MultimodalT5, params, arrays: di
     return train_state.params
 
 
+def _rationale_arrays(run: Run, problems, targets=None) -> dict:
+    """SFT arrays of the rationale stage: `problems`' prompts -> `targets` (default: gold)."""
+    m = run.config.model
+    prompts, targets = rationale_examples(problems, targets)
+    return encode_sft(run.tokenizer, prompts, targets, model_images(problems, run.config), m.max_source_length,
+                      m.max_target_length)
+
+
 def rationale_sft(run: Run, state: RunState) -> None:
     """Baseline stage 1 (MM-CoT): the rationale model learns the gold rationales."""
-    m = run.config.model
-    prompts, targets = rationale_examples(run.train)
-    arrays = encode_sft(run.tokenizer, prompts, targets, model_images(run.train, run.config), m.max_source_length,
-                        m.max_target_length)
     params = run.initial_policy
     if params is None:
         params = init_params(run.policy_model, jax.random.key(run.config.seed))
-    state.trees["policy"] = train_sft(run, state, run.policy_model, params, arrays, run.config.rationale,
-                                      "rationale_sft/loss")
+    state.trees["policy"] = train_sft(run, state, run.policy_model, params, _rationale_arrays(run, run.train),
+                                      run.config.rationale, "rationale_sft/loss")
 
 
 def answer_sft(run: Run, state: RunState) -> None:
@@ -107,8 +113,8 @@ def evaluation(run: Run, state: RunState, label: str) -> None:
     answers = infer_answers(run.answer_model, state.trees["answer"], run.tokenizer, run.test, rationales, run.config,
                             run.sampling_layout(run.answer_model))
     metrics = evaluate(rationales, answers, run.test, run.teacher, run.config.teacher.concurrency)
-    write_json_atomic(run.workdir / "eval" / f"{label}.json",
-                      [{"id": p.id, "rationale": r, "answer": a} for p, r, a in zip(run.test, rationales, answers)])
+    run.write_json(f"eval/{label}.json",
+                   [{"id": p.id, "rationale": r, "answer": a} for p, r, a in zip(run.test, rationales, answers)])
     state.results["evaluations"][label] = metrics
     run.log_metrics(state, 0, {"answer_accuracy": metrics["answer_accuracy"], "rouge_l": metrics["rouge_l"],
                                **{f"fluency_{k}": v for k, v in metrics["fluency"].items()}})
@@ -142,7 +148,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     window = StepWindow(config.profile.steps, run.workdir / "profile")
     name = f"rl_{round_index}"
     bar = tqdm(range(state.step, iterations), desc=f"{name} rollouts", initial=state.step, total=iterations,
-               leave=False)
+               leave=False, disable=not run.primary)
     for iteration in bar:
         problems = questions[iteration * rl.prompts_per_rollout:(iteration + 1) * rl.prompts_per_rollout]
         with jax.profiler.TraceAnnotation("rollout"):
@@ -152,7 +158,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
         size = len(problems) * rl.k_samples
         step_metrics = []
         ppo_bar = tqdm(total=rl.epochs * (size // rl.minibatch_size), desc=f"{name} PPO steps", unit="step",
-                       leave=False)
+                       leave=False, disable=not run.primary)
         for _ in range(rl.epochs):
             order = order_rng.permutation(size)
             for start in range(0, size - rl.minibatch_size + 1, rl.minibatch_size):
@@ -198,8 +204,8 @@ def correction(run: Run, state: RunState, round_index: int) -> None:
     deduplicated = [drop_repeated_sentences(r) for r in written]
     corrected = run_batch(run.teacher.correct, list(zip(problems, deduplicated)), run.config.teacher.concurrency,
                           progress="teacher: corrections", stats=run.teacher.stats)
-    write_json_atomic(run.workdir / "corrections" / f"round_{round_index}.json",
-                      [{"id": p.id, "rl_rationale": w, "corrected": c} for p, w, c in zip(problems, written, corrected)])
+    run.write_json(f"corrections/round_{round_index}.json",
+                   [{"id": p.id, "rl_rationale": w, "corrected": c} for p, w, c in zip(problems, written, corrected)])
     changed = float(np.mean([c != d for c, d in zip(corrected, deduplicated)]))
     had_repeats = float(np.mean([w != d for w, d in zip(written, deduplicated)]))
     state.results.setdefault("corrections", {})[f"round_{round_index}"] = {
@@ -213,19 +219,27 @@ def correction_sft(run: Run, state: RunState, round_index: int) -> None:
     records = json.loads((run.workdir / "corrections" / f"round_{round_index}.json").read_text())
     by_id = {p.id: p for p in run.train}
     problems = [by_id[r["id"]] for r in records]
-    prompts, targets = rationale_examples(problems, [r["corrected"] for r in records])
-    m = run.config.model
-    arrays = encode_sft(run.tokenizer, prompts, targets, model_images(problems, run.config), m.max_source_length,
-                        m.max_target_length)
+    arrays = _rationale_arrays(run, problems, [r["corrected"] for r in records])
     state.trees["policy"] = train_sft(run, state, run.policy_model, state.trees["policy"], arrays,
                                       run.config.correction, f"sft_{round_index}/loss")
 
 
+def gold_sft(run: Run, state: RunState, round_index: int) -> None:
+    """The SFT-more control (method=sft_more): in place of an ARES round, as many SFT steps as the
+    round takes (its PPO steps + the correction SFT's), on gold rationales of the training set,
+    with the correction SFT's settings. Is ARES better than training the baseline longer?"""
+    sft = dataclasses.replace(run.config.correction,
+                              steps=run.config.rl.optimizer_steps + run.config.correction.steps)
+    state.trees["policy"] = train_sft(run, state, run.policy_model, state.trees["policy"],
+                                      _rationale_arrays(run, run.train), sft, f"gold_{round_index}/loss")
+
+
 def comparison(run: Run, state: RunState, final_label: str) -> None:
-    """The Teacher judges ARES's test rationales against the baseline's, both orders."""
+    """The Teacher judges the final test rationales (ARES's) against the baseline's, both orders."""
     def texts(label):
         return [r["rationale"] for r in json.loads((run.workdir / "eval" / f"{label}.json").read_text())]
 
     state.results["comparison"] = win_rate(run.teacher, run.test, texts(final_label), texts("baseline"),
                                            run.config.teacher.concurrency)
-    run.log(f"ARES vs baseline (Teacher judge, both orders): win rate {state.results['comparison']['win_rate']:.3f}")
+    run.log(f"{METHOD_NAMES[run.config.method]} vs baseline (Teacher judge, both orders): win rate "
+            f"{state.results['comparison']['win_rate']:.3f}")

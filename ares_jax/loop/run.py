@@ -1,9 +1,13 @@
 """The whole ARES run, unattended: the phases in order, a checkpoint after each, resume from the
 latest checkpoint of the work directory, and the report at the end.
 
-    baseline:  rationale SFT -> answer SFT -> evaluation
+    baseline:  rationale SFT -> answer SFT -> evaluation (or taken from another run: baseline_from)
     round r:   RL -> evaluation -> correction -> SFT on corrections -> evaluation
-    end:       Teacher judge of ARES vs baseline rationales; report.json, report.md, curves.png
+               (method=rl_only: RL -> evaluation; method=sft_more: SFT on gold -> evaluation)
+    end:       Teacher judge of the final vs the baseline rationales; report.json, report.md, curves.png
+
+With several processes (`distributed`), all run this same loop; process 0 alone asks the
+Teacher and writes files (`parallel/multihost.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from ares_jax.loop.generation import build_models
 from ares_jax.loop.state import Log, Run, RunState, StopSignals
 from ares_jax.models import MultimodalT5, count_params
 from ares_jax.parallel import make_mesh, parse_axis_rules
-from ares_jax.teacher.base import TeacherStats
+from ares_jax.parallel.multihost import is_primary, processes_not_sharing
+from ares_jax.teacher.base import AskedByProcessZero, TeacherStats
 from ares_jax.teacher.factory import make_teacher
 
 Phase = Callable[[Run, RunState], None]
@@ -38,20 +43,32 @@ def plan(config: Config) -> list[tuple[str, Phase]]:
         ("eval_baseline", functools.partial(phases.evaluation, label="baseline")),
     ]
     for r in range(1, config.rounds + 1):
+        if config.method == "sft_more":
+            steps += [(f"gold_{r}", functools.partial(phases.gold_sft, round_index=r)),
+                      (f"eval_gold_{r}", functools.partial(phases.evaluation, label=f"gold_{r}"))]
+            continue
         steps += [
             (f"rl_{r}", functools.partial(phases.rl_round, round_index=r)),
             (f"eval_rl_{r}", functools.partial(phases.evaluation, label=f"rl_{r}")),
-            (f"correction_{r}", functools.partial(phases.correction, round_index=r)),
-            (f"sft_{r}", functools.partial(phases.correction_sft, round_index=r)),
-            (f"eval_sft_{r}", functools.partial(phases.evaluation, label=f"sft_{r}")),
         ]
+        if config.method == "ares":
+            steps += [
+                (f"correction_{r}", functools.partial(phases.correction, round_index=r)),
+                (f"sft_{r}", functools.partial(phases.correction_sft, round_index=r)),
+                (f"eval_sft_{r}", functools.partial(phases.evaluation, label=f"sft_{r}")),
+            ]
     steps.append(("comparison", functools.partial(phases.comparison, final_label=final_label(config))))
     return steps
 
 
+BASELINE_PHASES = 3  # rationale_sft, answer_sft, eval_baseline: the first phases of every plan
+
+
 def final_label(config: Config) -> str:
-    """The evaluation whose rationales are ARES's: after the last round's SFT."""
-    return f"sft_{config.rounds}" if config.rounds else "baseline"
+    """The evaluation whose rationales the run ends with (ARES's: after the last round's SFT)."""
+    if not config.rounds:
+        return "baseline"
+    return {"ares": "sft", "rl_only": "rl", "sft_more": "gold"}[config.method] + f"_{config.rounds}"
 
 
 def check_batches_split(config: Config, shards: int) -> None:
@@ -76,17 +93,20 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
     if config.data.source != "shapes" and config.model.image_input == "pixels":
         raise ConfigError("model.image_input=pixels is for the built-in task; a real dataset's image input is "
                           "its precomputed features (data.features=...)")
-    if jax.process_count() > 1:
-        raise ConfigError(
-            f"{jax.process_count()} processes: multi-host runs are not supported yet (every process would ask the "
-            "Teacher itself); run on one host, whose devices the mesh uses")
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
     check_batches_split(config, mesh.shape["data"] * mesh.shape["fsdp"])
     train = load_split(config.data, config.data.train_split, log)  # bad data stops here, before any write
     test = load_split(config.data, config.data.test_split, log)
     workdir = Path(config.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    teacher = make_teacher(config.teacher, workdir / "teacher_cache.sqlite")  # a missing key fails here
+    unshared = processes_not_sharing(workdir)
+    if unshared:
+        raise ConfigError(f"workdir {workdir}: processes {unshared} do not see the folder process 0 sees; a "
+                          "multi-host run needs a work directory every host shares (NFS, Filestore, gcsfuse)")
+    if is_primary():  # the only process that asks the Teacher: a missing key fails here
+        teacher = make_teacher(config.teacher, workdir / "teacher_cache.sqlite")
+    else:
+        teacher = AskedByProcessZero(f"{config.teacher.backend} (asked by process 0)")
     tokenizer, policy_model, answer_model, initial_policy = build_models(config, train)
     run = Run(
         config=config, workdir=workdir, tokenizer=tokenizer, train=train, test=test,
@@ -96,10 +116,11 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
         checkpointer=Checkpointer(workdir / "checkpoints", config.checkpoint.keep), log=log, stop=stop,
         phase_names=phase_names,
     )
+    processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
     log(f"data: {len(train)} train / {len(test)} test problems; vocab {tokenizer.vocab_size}; model "
         f"{count_params(run.abstract_params('policy')):,} parameters; mesh "
         f"{' x '.join(f'{name} {size}' for name, size in mesh.shape.items())} over {mesh.devices.size} "
-        f"{mesh.devices.flat[0].platform} device(s); Teacher {teacher.name}; workdir {workdir}")
+        f"{mesh.devices.flat[0].platform} device(s){processes}; Teacher {teacher.name}; workdir {workdir}")
     return run
 
 
@@ -110,8 +131,12 @@ def run(config: Config, log: Log = print) -> dict:
         steps = plan(config)
         run_ = setup(config, log, stop, [name for name, _ in steps])
         try:
-            state = run_.resume() or RunState(kl_coef=config.ppo.kl_coef)  # refuses other settings
-            run_.tokenizer.save(run_.workdir / "tokenizer")
+            state = run_.resume()  # refuses other settings
+            if state is None and config.baseline_from:
+                state = run_.start_from_baseline(Path(config.baseline_from), BASELINE_PHASES)
+            state = state or RunState(kl_coef=config.ppo.kl_coef)
+            if is_primary():
+                run_.tokenizer.save(run_.workdir / "tokenizer")
             for index in range(state.phase_index, len(steps)):
                 name, phase = steps[index]
                 state.phase_index = index
@@ -127,7 +152,8 @@ def run(config: Config, log: Log = print) -> dict:
             report = build_report(state.results, final_label(config), run_.teacher.name,
                                   run_.teacher_total().as_dict(), to_dict(config), run_.test, run_.workdir,
                                   seconds=run_.elapsed())
-            write_report(run_.workdir, report)
+            if is_primary():
+                write_report(run_.workdir, report)
         finally:
             run_.close()
     return report

@@ -28,6 +28,7 @@ from ares_jax.config import Config, ConfigError, to_dict
 from ares_jax.data.problem import Problem
 from ares_jax.models import MultimodalT5, init_params, logical_axes
 from ares_jax.parallel import StepShardings, batch_sharding, param_shardings, state_shardings
+from ares_jax.parallel.multihost import any_process, is_primary
 from ares_jax.rl import make_ppo_step, make_scoring_fn
 from ares_jax.sft import make_sft_step
 from ares_jax.teacher.base import Teacher, TeacherStats
@@ -40,7 +41,15 @@ Log = Callable[[str], None]
 RESUMABLE_CHANGES = ("workdir", "teacher.timeout_s", "teacher.concurrency", "teacher.requests_per_minute",
                      "teacher.tokens_per_minute", "teacher.max_retries", "teacher.backoff_s",
                      "teacher.max_backoff_s", "teacher.max_requests", "teacher.max_cost_usd", "checkpoint.",
-                     "eval.batch_size", "mesh.", "profile.")  # a preempted pod may come back with another shape
+                     "eval.batch_size", "mesh.", "distributed.", "profile.")  # a preempted pod may come back with another shape
+# Settings that make a baseline: a run may start from another run's baseline when these agree.
+BASELINE_SETTINGS = ("seed", "data.", "model.", "rationale.", "answer.", "eval.max_new_tokens", "teacher.backend",
+                     "teacher.model")
+
+
+def _within(key: str, settings: Sequence[str]) -> bool:
+    """`key` is one of `settings` (a name ending in "." stands for its whole section)."""
+    return any(key == s or (s.endswith(".") and key.startswith(s)) for s in settings)
 
 
 class Preempted(Exception):
@@ -201,10 +210,22 @@ class Run:
             )
         return self._compiled["rl"]
 
-    # ---- metrics --------------------------------------------------------------------------------
+    # ---- metrics and files (process 0 writes them; every process may read them) ---------------
+
+    @property
+    def primary(self) -> bool:
+        """This process writes the run's files and shows progress (process 0 of several)."""
+        return is_primary()
+
+    def write_json(self, relative: str, value) -> None:
+        """`workdir/relative` as JSON, atomically, by process 0."""
+        if self.primary:
+            write_json_atomic(self.workdir / relative, value)
 
     def log_metrics(self, state: RunState, step: int, metrics: dict) -> None:
         """One line of `metrics.jsonl` (and TensorBoard scalars when tensorboardX is installed)."""
+        if not self.primary:
+            return
         phase = self.phase_names[state.phase_index]
         line = {"phase": phase, "step": step, "time": round(self.elapsed(), 2),
                 **{k: float(v) for k, v in metrics.items()}}
@@ -241,15 +262,25 @@ class Run:
         self.checkpointer.save(items, record)
 
     def check_stop(self, state: RunState, train_state=None) -> None:
-        """After a step: on SIGTERM/SIGINT, save and raise `Preempted`."""
-        if self.stop.requested:
+        """After a step: on SIGTERM/SIGINT (to any process), save and raise `Preempted`."""
+        if any_process(self.stop.requested):
             self.save(state, train_state)
             raise Preempted(f"stopped in phase {self.phase_names[state.phase_index]} at step {state.step}")
 
+    def _model(self, name: str) -> MultimodalT5:
+        return {"policy": self.policy_model, "reference": self.policy_model, "value": self.value_model,
+                "answer": self.answer_model}[name]
+
     def abstract_params(self, name: str):
-        model = {"policy": self.policy_model, "reference": self.policy_model, "value": self.value_model,
-                 "answer": self.answer_model}[name]
-        return self._abstract(model)
+        return self._abstract(self._model(name))
+
+    def _restore_params(self, checkpointer: Checkpointer, name: str):
+        """The params tree `name` of `checkpointer`'s latest checkpoint, restored onto the mesh as
+        the axis rules lay it out (with several processes, each reads only its devices' shards)."""
+        placed = jax.tree_util.tree_map(lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                                                                    sharding=sharding),
+                                        self.abstract_params(name), self.param_layout(self._model(name)))
+        return checkpointer.restore(name, placed)
 
     def resume(self) -> RunState | None:
         """The state of the latest checkpoint in the work directory (None when there is none);
@@ -258,8 +289,7 @@ class Run:
         if record is None:
             return None
         changed = [k for k in _changed_keys(record["config"], to_dict(self.config), to_dict(Config()))
-                   if not any(k == allowed or (allowed.endswith(".") and k.startswith(allowed))
-                              for allowed in RESUMABLE_CHANGES)]
+                   if not _within(k, RESUMABLE_CHANGES)]
         if changed:
             raise ConfigError(
                 f"{self.workdir} holds a run with other settings ({', '.join(changed)}); resume it with the "
@@ -267,13 +297,48 @@ class Run:
         self.teacher_before = TeacherStats(**record["teacher"])
         self.seconds_before = record["results"].get("seconds", 0.0)
         names = [n for n in record["trees"] if n != "train"]
-        trees = {name: self.checkpointer.restore(name, self.abstract_params(name)) for name in names}
+        trees = {name: self._restore_params(self.checkpointer, name) for name in names}
         if record["phase_index"] >= len(self.phase_names):
             self.log(f"{self.workdir} holds a finished run: rebuilding its report")
         else:
             self.log(f"resuming {self.workdir}: phase {record['phase']} (step {record['step']})")
         return RunState(phase_index=record["phase_index"], step=record["step"], kl_coef=record["kl_coef"],
                         results=record["results"], trees=trees)
+
+    def start_from_baseline(self, source: Path, phases: int) -> RunState:
+        """A fresh run's state from `source`, the workdir of a finished baseline-only run
+        (rounds=0) made with this run's baseline settings: its rationale and answer models, its
+        baseline evaluation (results and eval/baseline.json) and SFT curves. The run goes on at
+        phase `phases` (saved at once, so a resume never needs `source` again); nothing in
+        `source` is written. The baseline's time and Teacher requests stay `source`'s."""
+        if not (source / "checkpoints").is_dir():
+            raise ConfigError(f"baseline_from: {source} holds no checkpoints; run the baseline there first "
+                              f"(rounds=0 workdir={source})")
+        reader = Checkpointer(source / "checkpoints", keep=1, read_only=True)
+        try:
+            record = reader.latest_record()
+            if record is None or record["config"].get("rounds") != 0 or record["phase_index"] < phases:
+                raise ConfigError(f"baseline_from: {source} is not a finished baseline-only run (rounds=0, "
+                                  "its baseline evaluated)")
+            changed = [k for k in _changed_keys(record["config"], to_dict(self.config), to_dict(Config()))
+                       if _within(k, BASELINE_SETTINGS)]
+            if changed:
+                raise ConfigError(f"baseline_from: {source}'s baseline was made with other settings "
+                                  f"({', '.join(changed)}); use the same ones or train this run's own baseline")
+            trees = {name: self._restore_params(reader, name) for name in ("policy", "answer")}
+        finally:
+            reader.close()
+        earlier = record["results"]
+        self.write_json("eval/baseline.json", json.loads((source / "eval" / "baseline.json").read_text()))
+        results = RunState().results
+        results["evaluations"]["baseline"] = earlier["evaluations"]["baseline"]
+        results["curves"] = {name: points for name, points in earlier["curves"].items()
+                             if name.split("/")[0] in self.phase_names[:phases]}
+        results["baseline_from"] = str(source.absolute())
+        state = RunState(phase_index=phases, kl_coef=self.config.ppo.kl_coef, results=results, trees=trees)
+        self.save(state)
+        self.log(f"baseline from {source} (accuracy {results['evaluations']['baseline']['answer_accuracy']:.3f})")
+        return state
 
     def close(self) -> None:
         """Finish pending writes: checkpoints and TensorBoard events."""

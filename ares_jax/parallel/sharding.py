@@ -94,12 +94,14 @@ class StepShardings:
 
 
 def put_batch(batch: dict, sharding: NamedSharding) -> dict:
-    """A batch of host numpy arrays, the same whole batch on every process (the loop builds its
+    """A batch of host arrays, the same whole batch on every process (the loop builds its
     batches deterministically from the seed), as global arrays laid out by `sharding`: each
-    device receives only its own rows."""
+    device receives only its own rows. An array-like with a `shape` is indexed as it is, so a
+    lazily read one (`data.batching.StackedRows`) is read only for this process's devices."""
 
     def put(value):
-        value = np.asarray(value)
+        if not hasattr(value, "shape"):
+            value = np.asarray(value)
         return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
     return {name: put(value) for name, value in batch.items()}

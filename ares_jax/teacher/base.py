@@ -10,7 +10,8 @@
 - `judge`: which of two rationales for the same problem is better: "a", "b" or "tie".
 
 Methods are async so API backends can run many requests at once; the synchronous host loop
-calls them through `run_batch`.
+calls them through `run_batch`, which in a multi-host run asks on process 0 alone and shares
+the answers with the other processes (their Teacher is an `AskedByProcessZero`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import dataclasses
 from typing import Awaitable, Callable, Literal, Sequence, TypeVar
 
 from ares_jax.data.problem import Problem
+from ares_jax.parallel.multihost import on_primary
 
 Verdict = Literal["a", "b", "tie"]
 T = TypeVar("T")
@@ -77,10 +79,15 @@ def run_batch(call: Callable[..., Awaitable[T]], argument_tuples: Sequence[tuple
     """Run `call(*args)` for every tuple, at most `concurrency` at a time; results in input order.
 
     The bridge from the synchronous host loop to the async Teacher. With `progress`, a progress
-    bar of that name shows the requests, cache hits and running cost from `stats`.
+    bar of that name shows the requests, cache hits and running cost from `stats`. With several
+    processes, process 0 makes the calls and every process gets the results (JSON values).
     """
     if concurrency < 1:
         raise ValueError(f"teacher concurrency must be at least 1, got {concurrency}")
+    return on_primary(lambda: _run_here(call, argument_tuples, concurrency, progress, stats))
+
+
+def _run_here(call, argument_tuples, concurrency, progress, stats) -> list:
     bar = None
     if progress is not None:
         from tqdm import tqdm
@@ -107,3 +114,17 @@ def run_batch(call: Callable[..., Awaitable[T]], argument_tuples: Sequence[tuple
     finally:
         if bar is not None:
             bar.close()
+
+
+class AskedByProcessZero(Teacher):
+    """The Teacher of a process other than 0 in a multi-host run: `run_batch` gets its answers
+    from process 0, so it holds no key and never asks anything itself."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    async def _refuse(self, *args):
+        raise RuntimeError("only process 0 asks the Teacher (through run_batch)")
+
+    score_sentences = correct = judge = _refuse
