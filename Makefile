@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test bench clean-venv
+.PHONY: run test bench reproduce clean-venv
 
 $(VENV)/.installed-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ run: $(VENV)/.installed-base
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q tests $(ARGS)
+
+reproduce: $(VENV)/.installed-base
+	$(PY) experiments/reproduce.py $(ARGS)
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/bench_model.py $(ARGS)
