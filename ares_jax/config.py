@@ -312,11 +312,11 @@ class DistributedConfig:
     process_id: int = -1
 
     def __post_init__(self):
-        if self.coordinator_address and not 0 <= self.process_id < self.num_processes:
-            raise _FieldError(f"with coordinator_address, num_processes (> 0) and process_id (0 .. num_processes - 1) "
-                              f"must be given, got {self.num_processes} and {self.process_id}")
         if self.coordinator_address and not self.enabled:
             raise _FieldError("coordinator_address is given but enabled is false")
+        if self.coordinator_address and not 0 <= self.process_id < self.num_processes:
+            raise _FieldError(f"process_id ({self.process_id}) must be in 0 .. num_processes - 1 (num_processes "
+                              f"{self.num_processes}) when coordinator_address is given")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,15 +1,18 @@
 """The whole loop as two processes joined by `jax.distributed` over 127.0.0.1 (gloo collectives
-on CPU, 2 devices each, one 4-device mesh): process 0 alone asks the Teacher and writes the
-run's files, and the run gives what one process with 4 devices gives."""
+on CPU, 2 devices each, one 4-device mesh), with an API Teacher on a local server: only process
+0 holds the key and asks; a budget stop on process 0 stops both; the two resume from their
+shared checkpoints, and the run gives what one process with 4 devices gives, each Teacher
+request paid once."""
 
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 
 from test_reproduce import TINY
+
+KEY = "sk-multihost-SECRET-4242"
 
 
 def free_port() -> str:
@@ -18,39 +21,69 @@ def free_port() -> str:
         return str(probe.getsockname()[1])
 
 
-def main_command(workdir, *extra):
-    return [sys.executable, "-m", "ares_jax.main", f"workdir={workdir}", *TINY, *extra]
-
-
-def test_two_processes_run_the_loop_as_one_process_does(tmp_path):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+def start_processes(workdir, server, env, *extra) -> list[subprocess.Popen]:
+    """The two processes of one run, started; only process 0 gets the Teacher's key."""
     port = free_port()
-    workers = [subprocess.Popen(
-        main_command(tmp_path / "two", "distributed.enabled=true", f"distributed.coordinator_address=127.0.0.1:{port}",
-                     "distributed.num_processes=2", f"distributed.process_id={i}"),
-        env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2"), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True) for i in range(2)]
-    outputs = [worker.communicate(timeout=600) for worker in workers]
-    for worker, (_, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err[-3000:]
-    (primary_out, _), (other_out, _) = outputs
-    assert "over 4 cpu device(s) in 2 processes" in primary_out and "ARES answer accuracy" in primary_out
-    # The other process prints nothing of its own (gloo announces its connections).
-    assert [line for line in other_out.splitlines() if not line.startswith("[Gloo]")] == []
+    return [subprocess.Popen(
+        [sys.executable, "-m", "ares_jax.main", *teacher_args(workdir, server), *extra, "distributed.enabled=true",
+         f"distributed.coordinator_address=127.0.0.1:{port}", "distributed.num_processes=2",
+         f"distributed.process_id={i}"],
+        env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2", **({"MH_KEY": KEY} if i == 0 else {})),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
 
-    one = subprocess.run(main_command(tmp_path / "one"), env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=4"),
-                         capture_output=True, text=True, timeout=600)
-    assert one.returncode == 0, one.stderr[-3000:]
+
+def finish(workers: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
+    """(returncode, stdout, stderr) of each process, once all have ended."""
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    return [(worker.returncode, out, err) for worker, (out, err) in zip(workers, outputs)]
+
+
+def teacher_args(workdir, server):
+    return [f"workdir={workdir}", *TINY, "teacher.backend=openai", "teacher.model=fake",
+            f"teacher.base_url=http://127.0.0.1:{server.port}/v1", "teacher.api_key_env=MH_KEY"]
+
+
+def own_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith("[Gloo]")]  # gloo announces connections
+
+
+def test_two_processes_run_the_loop_as_one_process_does(tmp_path, server):
+    env = {k: v for k, v in os.environ.items() if k != "MH_KEY"}
+    env["JAX_PLATFORMS"] = "cpu"
+    # One process with 4 devices (the reference), and beside it the two processes, whose process
+    # 0 runs out of Teacher budget partway: both stop, saying why.
+    one = subprocess.Popen([sys.executable, "-m", "ares_jax.main", *teacher_args(tmp_path / "one", server)],
+                           env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=4", MH_KEY=KEY),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cap = 30
+    (code, _, err), (code0, out0, err0), (code1, out1, err1) = finish(
+        [one, *start_processes(tmp_path / "two", server, env, f"teacher.max_requests={cap}")])
+    assert code == 0, err[-3000:]
+    paid_by_one = json.loads((tmp_path / "one" / "report.json").read_text())["teacher"]["requests"]
+    assert paid_by_one > 2 * cap and len(server.requests) == paid_by_one + cap
+    assert (code0, code1) == (3, 3), err0[-2000:] + err1[-2000:]
+    assert f"teacher.max_requests ({cap}) reached" in err0
+    assert "process 0 stopped: TeacherBudgetExhausted" in err1 and own_lines(out1) == []
+    # Resumed from the shared checkpoints without the cap, to the end.
+    (code0, out0, err0), (code1, out1, err1) = finish(start_processes(tmp_path / "two", server, env))
+    assert (code0, code1) == (0, 0), err0[-2000:] + err1[-2000:]
+    assert "over 4 cpu device(s) in 2 processes" in out0 and "ARES answer accuracy" in out0
+    assert own_lines(out1) == []  # the other process prints nothing of its own
+
+    # Every request of the two-process run was paid once, by process 0: as many as one process paid.
+    assert len(server.requests) == 2 * paid_by_one
+    assert all(r["headers"]["authorization"] == f"Bearer {KEY}" for r in server.requests)
     two, single = (json.loads((tmp_path / name / "report.json").read_text()) for name in ("two", "one"))
-    # Every Teacher request was made once, by process 0: as many as one process makes.
-    assert two["teacher"]["by_phase"] == single["teacher"]["by_phase"]
-    assert two["teacher"]["requests"] == single["teacher"]["requests"] > 0
-    with sqlite3.connect(tmp_path / "two" / "teacher_cache.sqlite") as db:
-        assert db.execute("SELECT MAX(writes) FROM replies").fetchone()[0] == 1
     # The same run: the same evaluations and judgement, the same curves up to float rounding.
     assert two["phases"] == single["phases"] and two["ares"] == single["ares"]
     for name, points in single["curves"].items():
         for (x, y), (x2, y2) in zip(points, two["curves"][name], strict=True):
             assert x == x2 and abs(y - y2) <= 1e-4 * max(1.0, abs(y)), name
-    lines = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").open()]
-    assert len(lines) == len({(line["phase"], line["step"]) for line in lines})  # written once, not per process
+    def logged(name, phase):
+        return [(line["step"], line.get("loss")) for line in map(json.loads, (tmp_path / name / "metrics.jsonl").open())
+                if line["phase"] == phase]
+
+    for phase in ("rationale_sft", "answer_sft"):  # logged once (by process 0), as one process logs them
+        assert [step for step, _ in logged("two", phase)] == [step for step, _ in logged("one", phase)]
+    written = [p for p in (tmp_path / "two").rglob("*") if p.is_file()]
+    assert all(KEY.encode() not in p.read_bytes() for p in written)
