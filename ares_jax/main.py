@@ -6,9 +6,10 @@ Settings come from the defaults, then the YAML file named by `config=`, then dot
 
 The run: the MM-CoT baseline (rationale SFT, answer SFT, evaluation), then `rounds` rounds of
 RL with the Teacher's sentence scores -> Teacher corrections -> SFT on them (each followed by an
-evaluation), then the Teacher's judgement of the final vs the baseline rationales;
-`method=rl_only|sft_more` swaps the rounds for the ablation and the control of
-experiments/reproduce.py. Everything lands in `workdir`: report.json, report.md, curves.png, metrics.jsonl, checkpoints/, the Teacher cache.
+evaluation), then the Teacher's judgement of the final vs the baseline rationales
+(`method=rl_only|sft_more` swap the rounds for the ablation and the control that
+experiments/reproduce.py runs). Everything lands in `workdir`: report.json, report.md,
+curves.png, metrics.jsonl, checkpoints/, the Teacher cache.
 Run the same command again to resume after a crash or preemption (SIGTERM/SIGINT save and exit 0).
 Several hosts: the same command on each with `distributed.enabled=true` (launch_tpu.sh does this).
 """

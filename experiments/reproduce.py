@@ -141,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import jax
 
-    # The arms compile the same steps as the baseline: keep compiled programs on disk and reuse them.
-    jax.config.update("jax_compilation_cache_dir", str(Path(args.out).absolute() / "jax_cache"))
+    # The arms compile the same steps as the baseline: keep compiled programs on disk and reuse
+    # them (in --out, unless JAX_COMPILATION_CACHE_DIR names a cache already).
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(Path(args.out).absolute() / "jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     from ares_jax import loop

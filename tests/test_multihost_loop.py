@@ -39,8 +39,11 @@ def finish(workers: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
 
 
 def teacher_args(workdir, server):
+    # One request at a time: two equal requests in flight together would both be paid, so the
+    # count would depend on timing.
     return [f"workdir={workdir}", *TINY, "teacher.backend=openai", "teacher.model=fake",
-            f"teacher.base_url=http://127.0.0.1:{server.port}/v1", "teacher.api_key_env=MH_KEY"]
+            f"teacher.base_url=http://127.0.0.1:{server.port}/v1", "teacher.api_key_env=MH_KEY",
+            "teacher.concurrency=1"]
 
 
 def own_lines(text: str) -> list[str]:

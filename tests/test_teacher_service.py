@@ -14,7 +14,7 @@ from ares_jax.teacher.cache import TeacherCache
 from ares_jax.config import TeacherConfig
 from ares_jax.teacher.service import APITeacher, TeacherBudgetExhausted, TeacherUnavailable, _RateLimiter
 from ares_jax.text import split_sentences
-from fake_api_server import sentence_count, user_part
+from fake_api_server import all_ones, sentence_count, user_part
 
 KEY = "sk-test-SECRET-key-0123456789"
 PROBLEMS = make_split(ShapesTaskConfig(), "test", 4)
@@ -177,6 +177,18 @@ def test_budget_cap_stops_before_spending_beyond_it(make_teacher, server):
     with pytest.raises(TeacherBudgetExhausted, match="max_requests \\(2\\)"):
         score(teacher, PROBLEMS[2])
     assert len(server.requests) == 2
+
+
+def test_a_budget_stop_waits_for_the_replies_in_flight_and_keeps_them(make_teacher, server):
+    server.default = lambda body: {"text": all_ones(body), "delay": 0.2}  # replies still on their way
+    items = [(p, split_sentences(p.solution)) for p in PROBLEMS]
+    teacher = make_teacher(TeacherConfig(max_requests=3))
+    with pytest.raises(TeacherBudgetExhausted, match="max_requests \\(3\\)"):
+        run_batch(teacher.score_sentences, items, concurrency=4)  # the 4th stops the batch while 3 are in flight
+    assert len(server.requests) == 3
+    again = make_teacher(TeacherConfig())  # the same cache: the 3 paid replies were kept
+    assert run_batch(again.score_sentences, items, concurrency=4) == [[1.0] * len(s) for _, s in items]
+    assert len(server.requests) == 4 and again.stats.cache_hits == 3
 
 
 def test_cost_cap_stops_before_the_request_that_could_pass_it(make_teacher, server):

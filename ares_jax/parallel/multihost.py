@@ -67,8 +67,7 @@ def on_primary(compute: Callable[[], T]) -> T:
     except BaseException as error:
         broadcast_json({"error": f"{type(error).__name__}: {error}"})
         raise
-    broadcast_json({"result": result})
-    return result
+    return broadcast_json({"result": result})["result"]  # as the others decode it (lists, not tuples)
 
 
 def any_process(flag: bool) -> bool:

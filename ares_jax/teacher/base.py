@@ -77,6 +77,8 @@ class Teacher(abc.ABC):
 def run_batch(call: Callable[..., Awaitable[T]], argument_tuples: Sequence[tuple], concurrency: int = 16,
               progress: str | None = None, stats: TeacherStats | None = None) -> list[T]:
     """Run `call(*args)` for every tuple, at most `concurrency` at a time; results in input order.
+    When a call fails, no further call starts, the calls in flight are waited for (a reply
+    already paid for reaches the cache) and the first error is raised.
 
     The bridge from the synchronous host loop to the async Teacher. With `progress`, a progress
     bar of that name shows the requests, cache hits and running cost from `stats`. With several
@@ -96,10 +98,17 @@ def _run_here(call, argument_tuples, concurrency, progress, stats) -> list:
 
     async def gather():
         limit = asyncio.Semaphore(concurrency)
+        failures = []  # after the first, no new call starts; the calls in flight finish (and are cached)
 
         async def one(args):
             async with limit:
-                result = await call(*args)
+                if failures:
+                    return None
+                try:
+                    result = await call(*args)
+                except Exception as error:
+                    failures.append(error)
+                    raise
             if bar is not None:
                 bar.update(1)
                 if stats is not None:
@@ -107,7 +116,10 @@ def _run_here(call, argument_tuples, concurrency, progress, stats) -> list:
                                     refresh=False)
             return result
 
-        return await asyncio.gather(*(one(args) for args in argument_tuples))
+        results = await asyncio.gather(*(one(args) for args in argument_tuples), return_exceptions=True)
+        if failures:
+            raise failures[0]
+        return results
 
     try:
         return asyncio.run(gather())
