@@ -364,6 +364,14 @@ class Config:
     distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
     profile: ProfileConfig = dataclasses.field(default_factory=ProfileConfig)
 
+    @property
+    def steps_per_round(self) -> int:
+        """Optimizer steps of one round of `method`: its PPO steps, plus the correction SFT's for
+        ares; sft_more takes as many as an ares round."""
+        if self.method == "rl_only":
+            return self.rl.optimizer_steps
+        return self.rl.optimizer_steps + self.correction.steps
+
     def __post_init__(self):
         if self.rounds < 0:
             raise _FieldError(f"rounds must be >= 0, got {self.rounds}")

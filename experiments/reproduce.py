@@ -39,14 +39,6 @@ FLUENCY = ("repeated_sentence", "repeated_ngram", "unfinished")
 TRAINING_PHASES = ("rl_", "correction_")  # the Teacher's feedback (evaluation and judging excluded)
 
 
-def steps_after_baseline(config) -> int:
-    """Optimizer steps a run takes after its baseline (PPO steps + SFT steps)."""
-    per_round = {"ares": config.rl.optimizer_steps + config.correction.steps,
-                 "rl_only": config.rl.optimizer_steps,
-                 "sft_more": config.rl.optimizer_steps + config.correction.steps}[config.method]
-    return config.rounds * per_round
-
-
 def arm_figures(report: dict, config) -> dict:
     """The table's figures of one run: its final model's evaluation and what it took."""
     final = report["baseline"] if config.rounds == 0 else report["ares"]
@@ -59,7 +51,7 @@ def arm_figures(report: dict, config) -> dict:
         **{defect: final["fluency"][defect] for defect in FLUENCY},
         "teacher_requests": sum(spent["requests"] for phase, spent in by_phase.items()
                                 if phase.startswith(TRAINING_PHASES)),
-        "steps_after_baseline": steps_after_baseline(config),
+        "steps_after_baseline": config.rounds * config.steps_per_round,  # PPO + SFT optimizer steps
         "minutes": report["seconds"] / 60,
         "phases": {label: {"answer_accuracy": e["answer_accuracy"], **{d: e["fluency"][d] for d in FLUENCY}}
                    for label, e in report["phases"].items()},

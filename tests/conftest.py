@@ -2,6 +2,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +29,13 @@ def server():
     s.default = all_ones
     yield s
     s.close()
+
+
+def free_port() -> str:
+    """A TCP port on 127.0.0.1 nothing listens on (for a jax.distributed coordinator)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
 
 
 def png(value: int, size=(6, 5)) -> bytes:

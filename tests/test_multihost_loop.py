@@ -6,19 +6,13 @@ request paid once."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
+from conftest import free_port
 from test_reproduce import TINY
 
 KEY = "sk-multihost-SECRET-4242"
-
-
-def free_port() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return str(probe.getsockname()[1])
 
 
 def start_processes(workdir, server, env, *extra) -> list[subprocess.Popen]:

@@ -86,11 +86,9 @@ def test_two_processes_share_one_mesh(tmp_path):
     """Two processes joined by jax.distributed over 127.0.0.1, 2 CPU devices each: the loop's
     batch placement, gathering and a sharded SFT step work across processes
     (tests/multihost_check.py)."""
-    import socket
+    from conftest import free_port
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
+    port = free_port()
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
     script = str(Path(__file__).parent / "multihost_check.py")
     workers = [subprocess.Popen([sys.executable, script, str(i), port, str(tmp_path)], env=env, stdout=subprocess.PIPE,

@@ -228,8 +228,7 @@ def gold_sft(run: Run, state: RunState, round_index: int) -> None:
     """The SFT-more control (method=sft_more): in place of an ARES round, as many SFT steps as the
     round takes (its PPO steps + the correction SFT's), on gold rationales of the training set,
     with the correction SFT's settings. Is ARES better than training the baseline longer?"""
-    sft = dataclasses.replace(run.config.correction,
-                              steps=run.config.rl.optimizer_steps + run.config.correction.steps)
+    sft = dataclasses.replace(run.config.correction, steps=run.config.steps_per_round)
     state.trees["policy"] = train_sft(run, state, run.policy_model, state.trees["policy"],
                                       _rationale_arrays(run, run.train), sft, f"gold_{round_index}/loss")
 

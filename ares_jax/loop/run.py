@@ -135,7 +135,7 @@ def run(config: Config, log: Log = print) -> dict:
             if state is None and config.baseline_from:
                 state = run_.start_from_baseline(Path(config.baseline_from), BASELINE_PHASES)
             state = state or RunState(kl_coef=config.ppo.kl_coef)
-            if is_primary():
+            if run_.primary:
                 run_.tokenizer.save(run_.workdir / "tokenizer")
             for index in range(state.phase_index, len(steps)):
                 name, phase = steps[index]
@@ -152,7 +152,7 @@ def run(config: Config, log: Log = print) -> dict:
             report = build_report(state.results, final_label(config), run_.teacher.name,
                                   run_.teacher_total().as_dict(), to_dict(config), run_.test, run_.workdir,
                                   seconds=run_.elapsed())
-            if is_primary():
+            if run_.primary:
                 write_report(run_.workdir, report)
         finally:
             run_.close()

@@ -70,13 +70,16 @@ def on_primary(compute: Callable[[], T]) -> T:
     return broadcast_json({"result": result})["result"]  # as the others decode it (lists, not tuples)
 
 
-def any_process(flag: bool) -> bool:
-    """True on every process when `flag` is true on any (e.g. a stop signal one host got)."""
-    if jax.process_count() == 1:
-        return flag
+def _every_process(flag: bool) -> np.ndarray:
+    """`[process_count]` bool: each process's `flag`, on every process."""
     from jax.experimental import multihost_utils
 
-    return bool(np.asarray(multihost_utils.process_allgather(np.int32(flag))).any())
+    return np.asarray(multihost_utils.process_allgather(np.int32(flag))).astype(bool)
+
+
+def any_process(flag: bool) -> bool:
+    """True on every process when `flag` is true on any (e.g. a stop signal one host got)."""
+    return flag if jax.process_count() == 1 else bool(_every_process(flag).any())
 
 
 def sync(name: str) -> None:
@@ -93,14 +96,12 @@ def processes_not_sharing(folder: Path) -> list[int]:
     process 0 writes are read by every process."""
     if jax.process_count() == 1:
         return []
-    from jax.experimental import multihost_utils
-
     token = broadcast_json(secrets.token_hex(8) if is_primary() else None)
     probe = folder / f".shared_check_{token}"
     if is_primary():
         probe.write_text(token)
     sync("shared_check_written")
-    seen = np.asarray(multihost_utils.process_allgather(np.int32(probe.is_file())))
+    seen = _every_process(probe.is_file())
     if is_primary():
         probe.unlink()
-    return np.flatnonzero(seen == 0).tolist()
+    return np.flatnonzero(~seen).tolist()
