@@ -351,7 +351,7 @@ class Config:
     baseline_from: str = ""
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    rationale: SFTConfig = dataclasses.field(default_factory=SFTConfig)
+    rationale: SFTConfig = dataclasses.field(default_factory=lambda: SFTConfig(steps=2000))
     answer: AnswerConfig = dataclasses.field(default_factory=AnswerConfig)
     rounds: int = 2  # of `method` (ares: RL -> correction -> SFT)
     rl: RLConfig = dataclasses.field(default_factory=RLConfig)

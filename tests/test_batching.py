@@ -19,7 +19,7 @@ from ares_jax.data.batching import (
 from ares_jax.data.problem import Problem
 from ares_jax.parallel import batch_sharding, make_mesh, put_batch
 from ares_jax.data.shapes import ShapesTaskConfig, make_split
-from ares_jax.data.shapes.scene import cell_features, read_scene
+from ares_jax.data.shapes.scene import COLOURS, KINDS, SIZES, Scene, Shape, cell_feature_dim, cell_features, render
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_sft_batch_shifts_targets_right_after_the_start_token(problems, tokenize
     for row, target in enumerate(targets):
         n = int(mask[row].sum())
         assert tokenizer.decode(labels[row, :n]) == target and labels[row, n - 1] == tokenizer.eos_id
-    assert batch["image"].shape == (4, 64, 64, 3) and batch["input_ids"].shape == (4, 80)
+    assert batch["image"].shape == (4, 48, 48, 3) and batch["input_ids"].shape == (4, 80)
 
 
 def test_answer_examples_pair_rationale_with_answer(problems):
@@ -81,14 +81,24 @@ def test_training_batches_cover_each_epoch_once_and_fixed_batches_pad():
 
 
 def test_cell_features_carry_what_the_pixels_show(problems):
+    # hand-worked: a 2x3 grid with a large red circle in A1 and a small blue triangle in C2
+    scene = Scene(2, 3, {(1, 1): Shape("large", "red", "circle"), (2, 3): Shape("small", "blue", "triangle")})
+    features = cell_features(render(scene), rows=2, cols=3)
+    #                 red green blue yellow | circle square triangle | small large | empty | row 1 2 | col 1 2 3
+    a1 = np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0, 1, 0, 0], np.float32)
+    b1 = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0], np.float32)
+    c2 = np.array([0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 1], np.float32)
+    assert features.shape == (6, cell_feature_dim(2, 3)) == (6, 15)
+    np.testing.assert_array_equal(features[[0, 1, 5]], [a1, b1, c2])
+    # the task's images: features from the pixels agree with the generator's scene record
     for p in problems[:50]:
-        features = cell_features(p.image)
-        scene = read_scene(p.image)
-        assert features.shape == (16, 15)
-        for index in range(16):
-            row, col = divmod(index, 4)
-            assert features[index, 7 + row] == 1 and features[index, 11 + col] == 1
-            assert (features[index, 3] > 0) == (scene.at(row + 1, col + 1) is not None)
+        features, scene = cell_features(p.image), p.extras["scene"]
+        for index, row_features in enumerate(features):
+            shape = scene.at(index // 3 + 1, index % 3 + 1)
+            assert row_features[9] == (shape is None)
+            if shape is not None:
+                assert row_features[COLOURS.index(shape.colour)] == 1 and row_features[4 + KINDS.index(shape.kind)] == 1
+                assert row_features[7 + SIZES.index(shape.size)] == 1 and row_features[:9].sum() == 3
 
 
 def test_stacked_rows_read_only_the_rows_asked_for():

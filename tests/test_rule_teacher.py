@@ -35,10 +35,11 @@ def falsified(claim, problem):
         if claim.kind is not None:
             return dataclasses.replace(claim, kind="square" if claim.kind != "square" else "circle")
         return dataclasses.replace(claim, size="small" if claim.size != "small" else "large")
+    if isinstance(claim, C.Listing):  # one cell too many, or one missing
+        extra = next((r, c) for r in range(1, 10) for c in range(1, 10) if (r, c) not in claim.cells)
+        return dataclasses.replace(claim, cells=claim.cells[1:] if claim.cells else (extra,))
     if isinstance(claim, C.Compare):
         return dataclasses.replace(claim, relation="less" if claim.relation != "less" else "more")
-    if isinstance(claim, C.Sum):
-        return dataclasses.replace(claim, total=claim.total + 1)
     if isinstance(claim, (C.OptionIs, C.Answer)):
         return dataclasses.replace(claim, index=(claim.index + 1) % len(problem.choices))
     return None
@@ -68,21 +69,22 @@ def test_one_corrupted_count_scores_0_on_exactly_that_sentence(problems):
 
 
 def test_hand_worked_scores():
-    p = next(p for p in make_split(ShapesTaskConfig(), "train", 200) if p.extras["question_kind"] == "compare")
-    counts = [c for c in p.extras["gold_claims"] if isinstance(c, C.Count)]
-    first, second = counts
+    p = next(p for p in make_split(ShapesTaskConfig(), "train", 200) if p.extras["question_kind"] == "count")
+    listing, count = [c for c in p.extras["gold_claims"] if isinstance(c, (C.Listing, C.Count))]
     text = (
-        f"Let's look at the picture. {C.render(first)} {C.render(first)} "  # starter, fact, repeat
-        f"The moon is made of cheese. {C.render(falsified(second, p))} "  # unreadable, false
-        f"{C.render(C.Answer(p.answer))} {C.render(second)[:-1]}"  # answer, unfinished but true
+        f"Let's look at the picture. {C.render(listing)} {C.render(listing)} "  # starter, fact, repeat
+        f"The moon is made of cheese. {C.render(falsified(count, p))} "  # unreadable, false
+        f"{C.render(C.Answer(p.answer))} {C.render(count)[:-1]}"  # answer, unfinished but true
     )
     assert scores(p, text) == [0.5, 1.0, 0.0, 0.0, 0.0, 1.0, 0.2]
     # a reworded repeat of the same claim is a repeat too
-    reworded = C._wordings(first)[1]
-    assert scores(p, f"{C.render(first)} {reworded}") == [1.0, 0.0]
-    # the wrong answer, and a true claim the solution does not need
+    reworded = C._wordings(listing)[1]
+    assert scores(p, f"{C.render(listing)} {reworded}") == [1.0, 0.0]
+    # a true claim the solution does not need (what cell A1 holds), and the wrong answer
+    shape = p.extras["scene"].at(1, 1)
+    a1 = C.Cell(1, 1, empty=True) if shape is None else C.Cell(1, 1, shape.size, shape.colour, shape.kind)
     wrong = C.Answer((p.answer + 1) % len(p.choices))
-    assert scores(p, f"{C.render(C.Sum(1, 1, 2))} {C.render(wrong)}") == [0.5, 0.0]
+    assert scores(p, f"{C.render(a1)} {C.render(wrong)}") == [0.5, 0.0]
 
 
 def _corrupt(problem, rng):

@@ -35,12 +35,27 @@ def test_every_question_kind_and_option_count_occurs(problems):
     assert {len(p.choices) for p in problems} == {2, 3, 4, 5}
 
 
+def test_options_come_in_a_fixed_order(problems):
+    """Numbers ascending from 0, attribute values in their canonical order, the groups of a
+    comparison in the question's order: the letter of an answer follows from its content."""
+    for p in problems:
+        kind = p.extras["question_kind"]
+        if kind == "count":
+            assert p.choices == ("0", "1", "2", "3", "4")
+        elif kind in ("lookup", "spatial"):
+            assert p.choices in (COLOURS, KINDS, SIZES), p.choices
+        elif kind == "compare":
+            first, second = re.search(r"(?:more|larger:) (.+) or (?:more )?(.+)\?", p.question).groups()
+            assert p.choices[:2] == (f"more {first}", f"more {second}")
+            assert p.choices[2:] in ((), ("the same number",))
+
+
 def test_images_are_small_uint8_and_round_trip_through_png(problems):
     from PIL import Image
     import io
 
     image = problems[0].image
-    assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
+    assert image.dtype == np.uint8 and image.shape == (48, 48, 3)
     decoded = np.asarray(Image.open(io.BytesIO(png_bytes(image))))
     np.testing.assert_array_equal(decoded, image)
 
@@ -76,13 +91,15 @@ def solve_from_pixels(problem: Problem) -> int:
         a, b = (_count(scene, *_group(g)) for g in m.groups())
         want = "the same number" if a == b else f"more {m.group(1) if a > b else m.group(2)}"
         return choices.index(want)
-    if m := re.fullmatch(r"What (colour|kind|size) (?:of shape )?is (?:the shape )?in cell ([A-D])(\d)\?", q):
-        shape = scene.at(int(m.group(3)), "ABCD".index(m.group(2)) + 1)
+    if m := re.fullmatch(r"What (colour|kind|size) (?:of shape )?is (?:the shape )?in cell ([A-Z])(\d)\?", q):
+        shape = scene.at(int(m.group(3)), ord(m.group(2)) - ord("A") + 1)
         return choices.index(getattr(shape, m.group(1)))
-    if m := re.fullmatch(r"What is directly (left of|right of|above|below) the (\w+) (\w+)\?", q):
-        (row, col), = [pos for pos, s in scene.cells.items() if (s.colour, s.kind) == m.groups()[1:]]
-        dr, dc = {"left of": (0, -1), "right of": (0, 1), "above": (-1, 0), "below": (1, 0)}[m.group(1)]
-        return choices.index("a " + scene.at(row + dr, col + dc).describe())
+    where = r"directly (left of|right of|above|below) the (\w+) (\w+)"
+    if m := re.fullmatch(rf"What (colour|kind|size) (?:of shape )?is (?:the shape )?{where}\?", q):
+        attribute, direction, colour, kind = m.groups()
+        (row, col), = [pos for pos, s in scene.cells.items() if (s.colour, s.kind) == (colour, kind)]
+        dr, dc = {"left of": (0, -1), "right of": (0, 1), "above": (-1, 0), "below": (1, 0)}[direction]
+        return choices.index(getattr(scene.at(row + dr, col + dc), attribute))
     if q == "Which statement about the picture is true?":
         true = [i for i, text in enumerate(choices) if C.is_true(C.parse(text), scene, choices, -1)]
         assert len(true) == 1, (choices, true)
@@ -111,11 +128,13 @@ def test_gold_rationales_have_3_to_6_checkable_sentences_in_varied_wording(probl
 def test_every_claim_wording_parses_back_to_the_claim():
     rng = np.random.default_rng(0)
     claims = [
-        C.Count(0, colour="red"), C.Count(1, kind="circle", region="top half"), C.Count(4, "large", None, "square"),
-        C.Count(2, None, "blue", "triangle", "right half"), C.Cell(1, 2, "small", "red", "circle"),
+        C.Count(0, colour="red"), C.Count(1, kind="circle"), C.Count(4, "large", None, "square"),
+        C.Count(2, None, "blue", "triangle"), C.Cell(1, 2, "small", "red", "circle"),
         C.Cell(3, 4, colour="green", kind="square"), C.Cell(2, 2, colour="yellow"), C.Cell(4, 1, size="large"),
-        C.Cell(2, 3, kind="triangle"), C.Cell(1, 1, empty=True), C.Compare(3, 2, "more"), C.Compare(1, 4, "less"),
-        C.Compare(2, 2, "equal"), C.Sum(2, 1, 3), C.OptionIs(1, "green"), C.OptionIs(0, "a small red square"),
+        C.Cell(2, 3, kind="triangle"), C.Cell(1, 1, empty=True), C.Listing((), colour="red", kind="square"),
+        C.Listing(((2, 3),), "small", None, "circle"), C.Listing(((1, 1), (3, 2)), colour="blue"),
+        C.Listing(((1, 2), (2, 1), (3, 3), (12, 4)), kind="triangle"), C.Compare(3, 2, "more"),
+        C.Compare(1, 4, "less"), C.Compare(2, 2, "equal"), C.OptionIs(1, "green"), C.OptionIs(0, "a small red square"),
         C.Answer(2), C.Starter("Let's count the shapes."),
     ]
     for claim in claims:
@@ -124,6 +143,21 @@ def test_every_claim_wording_parses_back_to_the_claim():
     assert C.parse(C.render(C.Answer(0), rng)) == C.Answer(0)
     assert C.parse("Solution: Let's count the shapes.") == C.Starter("Let's count the shapes.")
     assert C.parse("The sky is green.") is None
+
+
+def test_a_listing_is_true_only_for_exactly_the_matching_cells():
+    from ares_jax.data.shapes.scene import Scene, Shape
+
+    scene = Scene(3, 3, {(1, 1): Shape("small", "red", "circle"), (2, 3): Shape("large", "red", "square"),
+                         (3, 2): Shape("large", "blue", "circle")})
+    red = [C.parse(text) for text in (
+        "The red shapes are in cells A1 and C2.", "Cells C2 and A1 have red shapes.",  # any order
+        "The red shapes are in cells A1, C2 and B3.", "Only cell A1 has a red shape.",  # one too many, one missing
+        "The red shapes are in cells A1 and A1.", "No cell has a red shape.")]  # a cell twice, none
+    assert [C.is_true(claim, scene, (), 0) for claim in red] == [True, True, False, False, False, False]
+    assert C.is_true(C.parse("The only large circle is in cell B3."), scene, (), 0)
+    assert C.is_true(C.parse("No cell holds a small square."), scene, (), 0)
+    assert C.made_true(red[2], scene, (), 0) == C.Listing(((1, 1), (2, 3)), colour="red")
 
 
 def test_prompts_follow_mm_cot_formats(problems):

@@ -15,7 +15,7 @@ from ares_jax.data.batching import (
 )
 from ares_jax.data.problem import Problem
 from ares_jax.data.prompts import parse_answer, strip_solution_tag
-from ares_jax.data.shapes.scene import cell_features
+from ares_jax.data.shapes.scene import cell_feature_dim, cell_features
 from ares_jax.models import MultimodalT5, SamplingConfig, T5Config, VisionConfig, generate, load_pretrained
 from ares_jax.parallel import StepShardings, put_batch, to_host
 from ares_jax.text.tokenizer import Tokenizer
@@ -31,7 +31,8 @@ def vision_config(config: Config, feature_dim: int | None) -> VisionConfig:
         return VisionConfig("none") if feature_dim is None else \
             VisionConfig(kind="features", feature_dim=feature_dim, decoder_attends_image=True)
     if m.image_input == "features":
-        return VisionConfig(kind="features", feature_dim=7 + shapes.rows + shapes.cols, decoder_attends_image=True)
+        return VisionConfig(kind="features", feature_dim=cell_feature_dim(shapes.rows, shapes.cols),
+                             decoder_attends_image=True)
     return VisionConfig(kind="pixels", decoder_attends_image=True, image_size=shapes.image_size,
                         patch_size=m.patch_size, feature_dim=m.d_model, vit_layers=m.vit_layers,
                         vit_heads=m.num_heads, vit_mlp_dim=2 * m.d_model)

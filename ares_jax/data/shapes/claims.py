@@ -1,10 +1,11 @@
 """The claim language of the built-in task's rationales.
 
-Every rationale sentence is one claim the scene can check: a count, the content of a cell, a
-comparison or sum of numbers, which option holds a text, or the final answer. Each claim kind
-has a few wordings (`render` picks one), `parse` reads any of them back, `is_true` checks a
-claim against the problem, `topic` says what a claim is about (a claim is "relevant" when a gold
-rationale makes a claim on the same topic) and `made_true` rewrites a false claim with the fact.
+Every rationale sentence is one claim the scene can check: a count, the content of a cell, the
+list of cells that hold some kind of shape, a comparison of two numbers, which option holds a
+text, or the final answer. Each claim kind has a few wordings (`render` picks one), `parse`
+reads any of them back, `is_true` checks a claim against the problem, `topic` says what a claim
+is about (a claim is "relevant" when a gold rationale makes a claim on the same topic) and
+`made_true` rewrites a false claim with the fact.
 Neutral opening sentences (`STARTERS`) are true and decide nothing.
 """
 
@@ -16,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ares_jax.data.shapes.scene import COLOURS, KINDS, REGIONS, SIZES, Scene
+from ares_jax.data.shapes.scene import COLOURS, KINDS, SIZES, Scene
 from ares_jax.text.fluency import sentence_key
 
 LETTERS = "ABCDE"
@@ -24,13 +25,12 @@ LETTERS = "ABCDE"
 
 @dataclasses.dataclass(frozen=True)
 class Count:
-    """`n` shapes with the given attributes (None: any) inside `region` (None: the whole grid)."""
+    """`n` shapes with the given attributes (None: any) in the picture."""
 
     n: int
     size: str | None = None
     colour: str | None = None
     kind: str | None = None
-    region: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,17 +46,22 @@ class Cell:
 
 
 @dataclasses.dataclass(frozen=True)
+class Listing:
+    """Exactly the cells `cells` ((row, col) pairs; gold rationales list them in reading order,
+    any order is true) hold a shape with the given attributes (None: any); an empty tuple says
+    no cell does."""
+
+    cells: tuple
+    size: str | None = None
+    colour: str | None = None
+    kind: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Compare:
     a: int
     b: int
     relation: str  # "more" | "less" | "equal"
-
-
-@dataclasses.dataclass(frozen=True)
-class Sum:
-    a: int
-    b: int
-    total: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +84,7 @@ class Starter:
     text: str
 
 
-Claim = Count | Cell | Compare | Sum | OptionIs | Answer | Starter
+Claim = Count | Cell | Listing | Compare | OptionIs | Answer | Starter
 
 STARTERS = (
     "Let's look at the picture.",
@@ -102,14 +107,16 @@ def cell_name(row: int, col: int) -> str:
     return f"{chr(ord('A') + col - 1)}{row}"
 
 
+def cells_text(cells) -> str:
+    """"A1", "A1 and C2", "A1, B3 and D4"."""
+    names = [cell_name(row, col) for row, col in cells]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def describe(size=None, colour=None, kind=None, plural: bool = False) -> str:
     """"large red circles", "blue shape", "triangle"."""
     words = [w for w in (size, colour) if w] + [kind or "shape"]
     return " ".join(words) + ("s" if plural else "")
-
-
-def _region_suffix(region):
-    return f" in the {region}" if region else ""
 
 
 def _capitalise(text: str) -> str:
@@ -128,17 +135,11 @@ def _wordings(claim: Claim) -> list[str]:
     if isinstance(claim, Count):
         desc_one = describe(claim.size, claim.colour, claim.kind)
         desc_many = describe(claim.size, claim.colour, claim.kind, plural=True)
-        where = _region_suffix(claim.region)
         if claim.n == 0:
-            out = [f"There are no {desc_many}{where}.", f"I see no {desc_many}{where}."]
-        elif claim.n == 1:
-            out = [f"There is 1 {desc_one}{where}.", f"I count 1 {desc_one}{where}."]
-        else:
-            out = [f"There are {claim.n} {desc_many}{where}.", f"I count {claim.n} {desc_many}{where}."]
-        if claim.region:
-            n = "no" if claim.n == 0 else str(claim.n)
-            out.append(f"The {claim.region} has {n} {desc_one if claim.n == 1 else desc_many}.")
-        return out
+            return [f"There are no {desc_many}.", f"I see no {desc_many}."]
+        if claim.n == 1:
+            return [f"There is 1 {desc_one}.", f"I count 1 {desc_one}."]
+        return [f"There are {claim.n} {desc_many}.", f"I count {claim.n} {desc_many}."]
     if isinstance(claim, Cell):
         where = f"cell {cell_name(claim.row, claim.col)}"
         if claim.empty:
@@ -152,6 +153,15 @@ def _wordings(claim: Claim) -> list[str]:
         if claim.colour:  # unambiguous enough to name first
             out.append(f"The {desc} is in {where}.")
         return out
+    if isinstance(claim, Listing):
+        one = describe(claim.size, claim.colour, claim.kind)
+        many = describe(claim.size, claim.colour, claim.kind, plural=True)
+        if not claim.cells:
+            return [f"No cell has a {one}.", f"No cell holds a {one}."]
+        where = cells_text(claim.cells)
+        if len(claim.cells) == 1:
+            return [f"The only {one} is in cell {where}.", f"Only cell {where} has a {one}."]
+        return [f"The {many} are in cells {where}.", f"Cells {where} have {many}."]
     if isinstance(claim, Compare):
         a, b = claim.a, claim.b
         return {
@@ -159,9 +169,6 @@ def _wordings(claim: Claim) -> list[str]:
             "less": [f"{a} is less than {b}.", f"{a} is fewer than {b}."],
             "equal": [f"{a} is equal to {b}.", f"{a} and {b} are the same."],
         }[claim.relation]
-    if isinstance(claim, Sum):
-        return [f"{claim.a} plus {claim.b} is {claim.total}.", f"{claim.a} + {claim.b} = {claim.total}.",
-                f"Adding {claim.a} and {claim.b} gives {claim.total}."]
     if isinstance(claim, OptionIs):
         text = claim.text.rstrip(".")
         return [f"{_capitalise(text)} is option {letter(claim.index)}.",
@@ -179,11 +186,10 @@ _SIZE = "|".join(SIZES)
 _COLOUR = "|".join(COLOURS)
 _KIND = "|".join(KINDS)
 _DESC = rf"(?:({_SIZE}) )?(?:({_COLOUR}) )?({_KIND}|shape)s?"
-_REGION = "|".join(r.split()[0] for r in REGIONS)
 _WHERE = r"cell ([a-z])(\d+)"
+_CELL_LIST = r"((?:[a-z]\d+, )*[a-z]\d+ and [a-z]\d+)"
 _PATTERNS = [
-    ("count", re.compile(rf"^(?:there (?:are|is)|i count|i see) {_NUM} {_DESC}(?: in the ({_REGION}) half)?$")),
-    ("count_region_first", re.compile(rf"^the ({_REGION}) half has {_NUM} {_DESC}$")),
+    ("count", re.compile(rf"^(?:there (?:are|is)|i count|i see) {_NUM} {_DESC}$")),
     ("cell", re.compile(rf"^the shape in {_WHERE} is an? {_DESC}$")),
     ("cell", re.compile(rf"^{_WHERE} has an? {_DESC}$")),
     ("cell", re.compile(rf"^in {_WHERE} there is an? {_DESC}$")),
@@ -191,12 +197,14 @@ _PATTERNS = [
     ("cell_named_first", re.compile(rf"^the {_DESC} is in {_WHERE}$")),
     ("empty", re.compile(rf"^{_WHERE} is empty$")),
     ("empty", re.compile(rf"^there is nothing in {_WHERE}$")),
+    ("listing_none", re.compile(rf"^no cell (?:has|holds) an? {_DESC}$")),
+    ("listing_one", re.compile(rf"^the only {_DESC} is in {_WHERE}$")),
+    ("listing_one_cell_first", re.compile(rf"^only {_WHERE} has an? {_DESC}$")),
+    ("listing", re.compile(rf"^the {_DESC} are in cells {_CELL_LIST}$")),
+    ("listing_cells_first", re.compile(rf"^cells {_CELL_LIST} have {_DESC}$")),
     ("compare", re.compile(r"^(\d+) is (more|greater|less|fewer) than (\d+)$")),
     ("equal", re.compile(r"^(\d+) is equal to (\d+)$")),
     ("equal", re.compile(r"^(\d+) and (\d+) are the same$")),
-    ("sum", re.compile(r"^(\d+) plus (\d+) is (\d+)$")),
-    ("sum", re.compile(r"^(\d+) \+ (\d+) = (\d+)$")),
-    ("sum", re.compile(r"^adding (\d+) and (\d+) gives (\d+)$")),
     ("answer", re.compile(r"^(?:(?:so|therefore|thus|hence),? )?the answer is \(([a-e])\)$")),
     ("option_first", re.compile(r"^option \(([a-e])\) is (.+)$")),
     ("option_last", re.compile(r"^(.+) is option \(([a-e])\)$")),
@@ -205,6 +213,14 @@ _PATTERNS = [
 
 def _row_col(column_letter: str, row_digits: str) -> tuple[int, int]:
     return int(row_digits), ord(column_letter) - ord("a") + 1
+
+
+def _cell_list(text: str) -> tuple:
+    return tuple(_row_col(name[0], name[1:]) for name in re.split(r", | and ", text))
+
+
+def _kind(word: str) -> str | None:
+    return None if word == "shape" else word
 
 
 def _int(token: str) -> int:
@@ -224,30 +240,32 @@ def parse(sentence: str) -> Claim | None:
             continue
         g = m.groups()
         if name == "count":
-            kind = None if g[3] == "shape" else g[3]
-            return Count(_int(g[0]), g[1], g[2], kind, f"{g[4]} half" if g[4] else None)
-        if name == "count_region_first":
-            kind = None if g[4] == "shape" else g[4]
-            return Count(_int(g[1]), g[2], g[3], kind, f"{g[0]} half")
+            return Count(_int(g[0]), g[1], g[2], _kind(g[3]))
         if name == "cell":
-            kind = None if g[4] == "shape" else g[4]
-            return Cell(*_row_col(g[0], g[1]), g[2], g[3], kind)
+            return Cell(*_row_col(g[0], g[1]), g[2], g[3], _kind(g[4]))
         if name == "cell_attribute":
             if g[2] is None and g[3] is None:
                 return None
             return Cell(*_row_col(g[0], g[1]), g[2], g[3], None)
         if name == "cell_named_first":
-            kind = None if g[2] == "shape" else g[2]
-            return Cell(*_row_col(g[3], g[4]), g[0], g[1], kind)
+            return Cell(*_row_col(g[3], g[4]), g[0], g[1], _kind(g[2]))
         if name == "empty":
             return Cell(*_row_col(g[0], g[1]), empty=True)
+        if name == "listing_none":
+            return Listing((), g[0], g[1], _kind(g[2]))
+        if name == "listing_one":
+            return Listing((_row_col(g[3], g[4]),), g[0], g[1], _kind(g[2]))
+        if name == "listing_one_cell_first":
+            return Listing((_row_col(g[0], g[1]),), g[2], g[3], _kind(g[4]))
+        if name == "listing":
+            return Listing(_cell_list(g[3]), g[0], g[1], _kind(g[2]))
+        if name == "listing_cells_first":
+            return Listing(_cell_list(g[0]), g[1], g[2], _kind(g[3]))
         if name == "compare":
             relation = "more" if g[1] in ("more", "greater") else "less"
             return Compare(int(g[0]), int(g[2]), relation)
         if name == "equal":
             return Compare(int(g[0]), int(g[1]), "equal")
-        if name == "sum":
-            return Sum(int(g[0]), int(g[1]), int(g[2]))
         if name == "answer":
             return Answer(LETTERS.lower().index(g[0]))
         if name == "option_first":
@@ -275,7 +293,7 @@ def is_true(claim: Claim, scene: Scene, choices: Sequence[str], answer: int) -> 
     if isinstance(claim, Starter):
         return True
     if isinstance(claim, Count):
-        return claim.n == scene.count(claim.size, claim.colour, claim.kind, claim.region)
+        return claim.n == scene.count(claim.size, claim.colour, claim.kind)
     if isinstance(claim, Cell):
         if not (1 <= claim.row <= scene.rows and 1 <= claim.col <= scene.cols):
             return False
@@ -286,10 +304,11 @@ def is_true(claim: Claim, scene: Scene, choices: Sequence[str], answer: int) -> 
             want is None or want == have
             for want, have in ((claim.size, shape.size), (claim.colour, shape.colour), (claim.kind, shape.kind))
         )
+    if isinstance(claim, Listing):
+        listed = sorted(set(claim.cells))
+        return len(listed) == len(claim.cells) and listed == scene.matching_cells(claim.size, claim.colour, claim.kind)
     if isinstance(claim, Compare):
         return claim.relation == _relation(claim.a, claim.b)
-    if isinstance(claim, Sum):
-        return claim.a + claim.b == claim.total
     if isinstance(claim, OptionIs):
         return claim.index < len(choices) and _same_text(claim.text, choices[claim.index])
     if isinstance(claim, Answer):
@@ -300,13 +319,13 @@ def is_true(claim: Claim, scene: Scene, choices: Sequence[str], answer: int) -> 
 def topic(claim: Claim):
     """What the claim is about; two claims on one topic support the same step of reasoning."""
     if isinstance(claim, Count):
-        return ("count", claim.size, claim.colour, claim.kind, claim.region)
+        return ("count", claim.size, claim.colour, claim.kind)
     if isinstance(claim, Cell):
         return ("cell", claim.row, claim.col)
+    if isinstance(claim, Listing):
+        return ("listing", claim.size, claim.colour, claim.kind)
     if isinstance(claim, Compare):
         return ("compare", min(claim.a, claim.b), max(claim.a, claim.b))
-    if isinstance(claim, Sum):
-        return ("sum", min(claim.a, claim.b), max(claim.a, claim.b))
     if isinstance(claim, OptionIs):
         return ("option", claim.index)
     if isinstance(claim, Answer):
@@ -320,7 +339,7 @@ def made_true(claim: Claim, scene: Scene, choices: Sequence[str], answer: int) -
     if is_true(claim, scene, choices, answer):
         return claim
     if isinstance(claim, Count):
-        return dataclasses.replace(claim, n=scene.count(claim.size, claim.colour, claim.kind, claim.region))
+        return dataclasses.replace(claim, n=scene.count(claim.size, claim.colour, claim.kind))
     if isinstance(claim, Cell):
         if not (1 <= claim.row <= scene.rows and 1 <= claim.col <= scene.cols):
             return None
@@ -328,10 +347,10 @@ def made_true(claim: Claim, scene: Scene, choices: Sequence[str], answer: int) -
         if shape is None:
             return Cell(claim.row, claim.col, empty=True)
         return Cell(claim.row, claim.col, shape.size, shape.colour, shape.kind)
+    if isinstance(claim, Listing):
+        return dataclasses.replace(claim, cells=tuple(scene.matching_cells(claim.size, claim.colour, claim.kind)))
     if isinstance(claim, Compare):
         return dataclasses.replace(claim, relation=_relation(claim.a, claim.b))
-    if isinstance(claim, Sum):
-        return dataclasses.replace(claim, total=claim.a + claim.b)
     if isinstance(claim, OptionIs):
         for index, text in enumerate(choices):
             if _same_text(claim.text, text):

@@ -54,16 +54,17 @@ class Scene:
     def positions(self) -> list[tuple[int, int]]:
         return sorted(self.cells)
 
-    def count(self, size=None, colour=None, kind=None, region=None) -> int:
-        """Shapes matching every attribute given (None matches all), inside `region` if given."""
-        return sum(
-            1
-            for (row, col), shape in self.cells.items()
-            if (size is None or shape.size == size)
-            and (colour is None or shape.colour == colour)
+    def matching_cells(self, size=None, colour=None, kind=None) -> list[tuple[int, int]]:
+        """Positions of the shapes with every attribute given (None matches all), in reading
+        order (row by row from the top, left to right)."""
+        return [
+            position for position, shape in sorted(self.cells.items())
+            if (size is None or shape.size == size) and (colour is None or shape.colour == colour)
             and (kind is None or shape.kind == kind)
-            and (region is None or in_region(region, row, col, self.rows, self.cols))
-        )
+        ]
+
+    def count(self, size=None, colour=None, kind=None) -> int:
+        return len(self.matching_cells(size, colour, kind))
 
     def to_json(self) -> dict:
         return {
@@ -78,23 +79,8 @@ class Scene:
         return cls(data["rows"], data["cols"], cells)
 
 
-REGIONS = ("top half", "bottom half", "left half", "right half")
-
-
-def in_region(region: str, row: int, col: int, rows: int, cols: int) -> bool:
-    if region == "top half":
-        return row <= rows // 2
-    if region == "bottom half":
-        return row > rows // 2
-    if region == "left half":
-        return col <= cols // 2
-    if region == "right half":
-        return col > cols // 2
-    raise ValueError(f"unknown region {region!r}; known: {REGIONS}")
-
-
-def random_scene(rng: np.random.Generator, rows: int = 4, cols: int = 4, min_shapes: int = 5,
-                 max_shapes: int = 11) -> Scene:
+def random_scene(rng: np.random.Generator, rows: int = 3, cols: int = 3, min_shapes: int = 3,
+                 max_shapes: int = 7) -> Scene:
     n = int(rng.integers(min_shapes, max_shapes + 1))
     flat = rng.choice(rows * cols, size=n, replace=False)
     cells = {}
@@ -135,60 +121,62 @@ def render(scene: Scene, cell_px: int = 16) -> np.ndarray:
     return image
 
 
-def _cells(image: np.ndarray, rows: int, cols: int):
-    """Per cell (row, col, ink mask `[cell_px - 1, cell_px - 1]`, tile pixels), grid lines cut off."""
+def read_scene(image: np.ndarray, rows: int = 3, cols: int = 3) -> Scene:
+    """Recover the scene from pixels alone: in each cell (grid lines cut off) the non-background
+    pixels give the colour (nearest palette entry to their mean), the size (bounding-box width)
+    and the kind (share of the bounding box they fill)."""
     height, width, _ = image.shape
     cell_px = height // rows
     if height != rows * cell_px or width != cols * cell_px:
         raise ValueError(f"image of {height}x{width} pixels does not split into a {rows}x{cols} grid")
+    palette = np.array(list(PALETTE.values()), np.float32)
+    cells = {}
     for row in range(1, rows + 1):
         for col in range(1, cols + 1):
             tile = image[(row - 1) * cell_px + 1:row * cell_px, (col - 1) * cell_px + 1:col * cell_px]
             ink = np.abs(tile.astype(np.int32) - np.array(BACKGROUND)).sum(-1) > 60
-            yield row, col, ink, tile
-
-
-def _measure(ink: np.ndarray, tile: np.ndarray):
-    """(mean ink colour [3], box height, box width, fill of the box) of a non-empty cell."""
-    ys, xs = np.nonzero(ink)
-    box_h, box_w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
-    return tile[ink].mean(0), box_h, box_w, ink.sum() / (box_h * box_w)
-
-
-def read_scene(image: np.ndarray, rows: int = 4, cols: int = 4) -> Scene:
-    """Recover the scene from pixels alone: per cell, the non-background pixels give the colour
-    (nearest palette entry), the size (bounding-box width) and the kind (fill of the box)."""
-    palette = np.array(list(PALETTE.values()), np.float32)
-    cell_px = image.shape[0] // rows
-    cells = {}
-    for row, col, ink, tile in _cells(image, rows, cols):
-        if not ink.any():
-            continue
-        colour_mean, _, box_w, fill = _measure(ink, tile)
-        colour = list(PALETTE)[int(np.argmin(((palette - colour_mean) ** 2).sum(-1)))]
-        size = "large" if box_w > cell_px // 2 else "small"
-        kind = "square" if fill > 0.95 else "circle" if fill > 0.72 else "triangle"
-        cells[(row, col)] = Shape(size, colour, kind)
+            if not ink.any():
+                continue
+            ys, xs = np.nonzero(ink)
+            box_h, box_w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+            fill = ink.sum() / (box_h * box_w)
+            colour = list(PALETTE)[int(np.argmin(((palette - tile[ink].mean(0)) ** 2).sum(-1)))]
+            size = "large" if box_w > cell_px // 2 else "small"
+            kind = "square" if fill > 0.95 else "circle" if fill > 0.72 else "triangle"
+            cells[(row, col)] = Shape(size, colour, kind)
     return Scene(rows, cols, cells)
 
 
-def cell_features(image: np.ndarray, rows: int = 4, cols: int = 4) -> np.ndarray:
-    """Frozen per-cell image features `[rows * cols, 7 + rows + cols]` float32, row-major.
+def cell_feature_dim(rows: int, cols: int) -> int:
+    """Width of `cell_features`: colour, kind and size classes, an empty flag, row and column."""
+    return len(COLOURS) + len(KINDS) + len(SIZES) + 1 + rows + cols
 
-    What a fixed object detector would report for each cell, measured from the pixels: mean ink
-    colour (RGB / 255), share of the cell inked, bounding-box height and width (/ cell size),
-    fill of the box, then one-hot row and column. The model gets these as precomputed features,
-    as MM-CoT gets frozen ViT/DETR features; it still has to learn what they mean.
+
+def cell_features(image: np.ndarray, rows: int = 3, cols: int = 3) -> np.ndarray:
+    """Frozen per-cell image features `[rows * cols, cell_feature_dim(rows, cols)]` float32, row-major.
+
+    What a fixed object detector reports for each cell, read from the pixels by `read_scene`:
+    one-hot colour, kind and size classes (all zero for an empty cell), an "empty" flag, then the
+    one-hot row and column. The model gets these as precomputed features, as MM-CoT gets frozen
+    DETR features; it still has to learn what they mean, which cell a name in the text refers to,
+    and how to count and compare what it finds. (Class outputs rather than raw measurements such
+    as mean colour or box size: from those, a model of the default size did not learn to read
+    the image within the default training budget.)
     """
-    cell_px = image.shape[0] // rows
-    features = np.zeros((rows * cols, 7 + rows + cols), np.float32)
-    for index, (row, col, ink, tile) in enumerate(_cells(image, rows, cols)):
-        if ink.any():
-            colour_mean, box_h, box_w, fill = _measure(ink, tile)
-            features[index, :3] = colour_mean / 255.0
-            features[index, 3:7] = ink.mean(), box_h / cell_px, box_w / cell_px, fill
-        features[index, 7 + row - 1] = 1.0
-        features[index, 7 + rows + col - 1] = 1.0
+    scene = read_scene(image, rows, cols)
+    classes = (COLOURS, KINDS, SIZES)
+    offsets = np.cumsum([0] + [len(c) for c in classes])
+    features = np.zeros((rows * cols, cell_feature_dim(rows, cols)), np.float32)
+    for index in range(rows * cols):
+        row, col = divmod(index, cols)
+        shape = scene.at(row + 1, col + 1)
+        if shape is None:
+            features[index, offsets[-1]] = 1.0
+        else:
+            for offset, values, value in zip(offsets, classes, (shape.colour, shape.kind, shape.size)):
+                features[index, offset + values.index(value)] = 1.0
+        features[index, offsets[-1] + 1 + row] = 1.0
+        features[index, offsets[-1] + 1 + rows + col] = 1.0
     return features
 
 

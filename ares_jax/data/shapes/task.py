@@ -1,10 +1,13 @@
 """The built-in task: multiple-choice questions about a rendered grid of shapes.
 
-Five kinds of question, each needing the image: counting (split into two halves and added up),
-comparing two counts, looking up an attribute at a position, a spatial relation, and "which
-statement is true". Each problem's gold rationale is 3 to 6 sentences, each one checkable claim
-(`claims.py`), in varied wording. Generation is deterministic: problem `i` of a split depends
-only on (seed, split, i), so changing a split's size does not change the problems it shares.
+Five kinds of question, each needing the image: counting (list the cells that hold the shapes,
+then count the list), comparing two counts (list both groups), looking up an attribute at a
+cell, an attribute of the shape next to a named one, and "which statement is true". Options
+come in a fixed order (numbers ascending, colours, kinds and sizes in the order of `scene.py`),
+as exam questions with a fixed set of answers list them. Each problem's gold rationale is 3 to 6
+sentences, each one checkable claim (`claims.py`), in varied wording. Generation is
+deterministic: problem `i` of a split depends only on (seed, split, i), so changing a split's
+size does not change the problems it shares.
 """
 
 from __future__ import annotations
@@ -15,17 +18,21 @@ import numpy as np
 
 from ares_jax.data.problem import Problem
 from ares_jax.data.shapes import claims as C
-from ares_jax.data.shapes.scene import COLOURS, KINDS, SIZES, Scene, Shape, random_scene, render
+from ares_jax.data.shapes.scene import COLOURS, KINDS, SIZES, Scene, random_scene, render
 
 QUESTION_KINDS = ("count", "compare", "lookup", "spatial", "which_true")
 SPLITS = ("train", "val", "test")
+COUNT_CHOICES = ("0", "1", "2", "3", "4")
+MAX_LISTED = 4  # cells a compared group may have: two lists and a comparison fit in 64 tokens
+MAX_SCENE_DRAWS = 1000  # scenes tried for one problem before the settings are declared unfit
+_ATTRIBUTE_VALUES = {"colour": COLOURS, "kind": KINDS, "size": SIZES}
 _SPLIT_CODE = {name: code for code, name in enumerate(SPLITS)}
 _DIRECTIONS = {"left of": (0, -1), "right of": (0, 1), "above": (-1, 0), "below": (1, 0)}
 _LECTURES = {
-    "count": "To count shapes in a grid, count each part of the grid and add the parts up.",
-    "compare": "To compare two groups, count each group; the group with the larger count has more.",
+    "count": "To count shapes, list the cells that hold one, then count the cells in the list.",
+    "compare": "To compare two groups, list the cells of each group; the longer list has more.",
     "lookup": "A cell is named by its column letter (A at the left) and its row number (1 at the top).",
-    "spatial": "Directly left of cell C2 is cell B2; directly above it is cell C1.",
+    "spatial": "Directly left of cell B2 is cell A2; directly above it is cell B1.",
     "which_true": "Check each statement against the picture; exactly one of them is true.",
 }
 
@@ -36,11 +43,11 @@ class ShapesTaskConfig:
     val_size: int = 1000
     test_size: int = 1000
     seed: int = 0
-    rows: int = 4
-    cols: int = 4
+    rows: int = 3
+    cols: int = 3
     cell_px: int = 16
-    min_shapes: int = 5
-    max_shapes: int = 11
+    min_shapes: int = 3
+    max_shapes: int = 7
     kinds: tuple[str, ...] = QUESTION_KINDS
 
     def __post_init__(self):
@@ -54,66 +61,59 @@ class ShapesTaskConfig:
                 f"data.shapes: need 1 <= min_shapes ({self.min_shapes}) <= max_shapes ({self.max_shapes}) "
                 f"<= rows * cols ({self.rows * self.cols})"
             )
-        if self.rows % 2 or self.cols % 2:
-            raise ValueError("data.shapes: rows and cols must be even (counts split the grid in halves)")
 
     @property
     def image_size(self) -> int:
         return self.rows * self.cell_px
 
 
-def _options_around(rng, value: int, n_options: int) -> tuple[list[str], int]:
-    """`n_options` distinct non-negative numbers including `value`, in ascending order (as
-    numeric options usually are); (texts, answer)."""
-    nearby = [v for v in range(value - 3, value + 4) if v >= 0 and v != value]
-    picked = sorted(rng.choice(nearby, size=n_options - 1, replace=False).tolist() + [value])
-    return [str(v) for v in picked], picked.index(value)
-
-
 def _maybe_starter(rng, text: str) -> list:
     return [C.Starter(text)] if rng.random() < 0.5 else []
+
+
+def _attribute_question(attribute: str, where: str) -> tuple[str, list[str]]:
+    """("What colour is the shape <where>?", the colours in order), likewise for kind and size."""
+    subject = {"colour": "What colour is the shape", "kind": "What kind of shape is",
+               "size": "What size is the shape"}[attribute]
+    return f"{subject} {where}?", list(_ATTRIBUTE_VALUES[attribute])
 
 
 def _count_question(scene: Scene, rng):
     attribute_sets = [("colour",), ("kind",), ("colour", "kind"), ("size", "kind")]
     chosen = attribute_sets[rng.integers(len(attribute_sets))]
-    example = scene.cells[scene.positions()[rng.integers(len(scene.cells))]]
-    attrs = {name: getattr(example, name) for name in chosen}
-    halves = ("top half", "bottom half") if rng.random() < 0.5 else ("left half", "right half")
-    first, second = (scene.count(**attrs, region=h) for h in halves)
-    total = first + second
-    choices, answer = _options_around(rng, total, int(rng.integers(3, 6)))
+    attrs = {name: _ATTRIBUTE_VALUES[name][rng.integers(len(_ATTRIBUTE_VALUES[name]))] for name in chosen}
+    cells = tuple(scene.matching_cells(**attrs))
+    if len(cells) >= len(COUNT_CHOICES):
+        return None
+    answer = len(cells)
     question = f"How many {C.describe(**attrs, plural=True)} are in the picture?"
     claims = _maybe_starter(rng, "Let's count the shapes.") + [
-        C.Count(first, **attrs, region=halves[0]),
-        C.Count(second, **attrs, region=halves[1]),
-        C.Sum(first, second, total),
-        C.Count(total, **attrs),
+        C.Listing(cells, **attrs),
+        C.Count(len(cells), **attrs),
         C.Answer(answer),
     ]
-    return question, choices, answer, claims
+    return question, list(COUNT_CHOICES), answer, claims
 
 
 def _compare_question(scene: Scene, rng):
     attribute = "colour" if rng.random() < 0.5 else "kind"
-    values = rng.choice(COLOURS if attribute == "colour" else KINDS, size=2, replace=False).tolist()
+    values = rng.choice(_ATTRIBUTE_VALUES[attribute], size=2, replace=False).tolist()
     groups = [{attribute: v} for v in values]
-    counts = [scene.count(**g) for g in groups]
+    listings = [C.Listing(tuple(scene.matching_cells(**g)), **g) for g in groups]
+    counts = [len(listing.cells) for listing in listings]
+    if max(counts) > MAX_LISTED:
+        return None
     names = [C.describe(**g, plural=True) for g in groups]
     choices = [f"more {names[0]}", f"more {names[1]}"]
     if counts[0] == counts[1] or rng.random() < 0.5:
         choices.append("the same number")
-    order = rng.permutation(len(choices)).tolist()
-    choices = [choices[i] for i in order]
     relation = "more" if counts[0] > counts[1] else "less" if counts[0] < counts[1] else "equal"
-    correct = {"more": f"more {names[0]}", "less": f"more {names[1]}", "equal": "the same number"}[relation]
-    answer = choices.index(correct)
+    answer = {"more": 0, "less": 1, "equal": 2}[relation]
     wording = rng.integers(2)
     question = (f"Are there more {names[0]} or more {names[1]}?" if wording == 0
                 else f"Which group is larger: {names[0]} or {names[1]}?")
     claims = _maybe_starter(rng, "Let's compare the two groups.") + [
-        C.Count(counts[0], **groups[0]),
-        C.Count(counts[1], **groups[1]),
+        *listings,
         C.Compare(counts[0], counts[1], relation),
         C.Answer(answer),
     ]
@@ -124,17 +124,8 @@ def _lookup_question(scene: Scene, rng):
     row, col = scene.positions()[rng.integers(len(scene.cells))]
     shape = scene.at(row, col)
     attribute = ("colour", "kind", "size")[rng.integers(3)]
-    where = f"cell {C.cell_name(row, col)}"
-    if attribute == "colour":
-        question, pool, n_options = f"What colour is the shape in {where}?", COLOURS, int(rng.integers(2, 5))
-    elif attribute == "kind":
-        question, pool, n_options = f"What kind of shape is in {where}?", KINDS, int(rng.integers(2, 4))
-    else:
-        question, pool, n_options = f"What size is the shape in {where}?", SIZES, 2
+    question, choices = _attribute_question(attribute, f"in cell {C.cell_name(row, col)}")
     truth = getattr(shape, attribute)
-    others = rng.choice([v for v in pool if v != truth], size=n_options - 1, replace=False).tolist()
-    choices = others + [truth]
-    rng.shuffle(choices)
     answer = choices.index(truth)
     claims = _maybe_starter(rng, "Columns are lettered from the left and rows numbered from the top.") + [
         C.Cell(row, col, shape.size, shape.colour, shape.kind),
@@ -158,17 +149,11 @@ def _spatial_question(scene: Scene, rng):
     row, col, direction = candidates[rng.integers(len(candidates))]
     dr, dc = _DIRECTIONS[direction]
     target, neighbour = scene.at(row, col), scene.at(row + dr, col + dc)
-    truth = f"a {neighbour.describe()}"
-    distractors = {f"a {s.describe()}" for s in scene.cells.values()} - {truth}
-    while len(distractors) < 3:
-        distractors.add(f"a {Shape(*(rng.choice(v) for v in (SIZES, COLOURS, KINDS))).describe()}")
-        distractors.discard(truth)
-    n_options = int(rng.integers(2, 5))
-    choices = rng.choice(sorted(distractors), size=n_options - 1, replace=False).tolist() + [truth]
-    rng.shuffle(choices)
-    answer = choices.index(truth)
+    attribute = ("colour", "kind", "size")[rng.integers(3)]
     name = C.describe(colour=target.colour, kind=target.kind)
-    question = f"What is directly {direction} the {name}?"
+    question, choices = _attribute_question(attribute, f"directly {direction} the {name}")
+    truth = getattr(neighbour, attribute)
+    answer = choices.index(truth)
     claims = _maybe_starter(rng, "Look at each cell of the grid.") + [
         C.Cell(row, col, colour=target.colour, kind=target.kind),
         C.Cell(row + dr, col + dc, neighbour.size, neighbour.colour, neighbour.kind),
@@ -231,11 +216,17 @@ def make_problem(config: ShapesTaskConfig, split: str, index: int) -> Problem:
     """Problem `index` of `split`; the same (config.seed, split, index) always gives the same one."""
     rng = np.random.default_rng([config.seed, _SPLIT_CODE[split], index])
     kind = config.kinds[rng.integers(len(config.kinds))]
-    while True:
+    for _ in range(MAX_SCENE_DRAWS):
         scene = random_scene(rng, config.rows, config.cols, config.min_shapes, config.max_shapes)
         built = _BUILDERS[kind](scene, rng)
         if built is not None:
             break
+    else:
+        raise ValueError(
+            f"data.shapes: {MAX_SCENE_DRAWS} scenes of {config.rows}x{config.cols} cells with {config.min_shapes} to "
+            f"{config.max_shapes} shapes gave no {kind!r} question (a count needs at most {len(COUNT_CHOICES) - 1} "
+            f"matching shapes, a comparison at most {MAX_LISTED} per group, a spatial question a uniquely named "
+            "shape with a neighbour); change rows, cols, min_shapes or max_shapes, or leave the kind out of data.shapes.kinds")
     question, choices, answer, gold_claims = built
     solution = " ".join(C.render(claim, rng) for claim in gold_claims)
     return Problem(
