@@ -191,12 +191,13 @@ def test_a_budget_stop_waits_for_the_replies_in_flight_and_keeps_them(make_teach
     assert len(server.requests) == 4 and again.stats.cache_hits == 3
 
 
-def test_cost_cap_stops_before_the_request_that_could_pass_it(make_teacher, server):
-    # Output at $50 per million tokens: each reply (20 tokens) costs $0.001; a score request may
-    # cost up to its max_tokens, 64 + 16 per sentence.
-    def estimate(problem):
-        return (64 + 16 * len(split_sentences(problem.solution))) * 50 / 1e6
+def estimate(problem):
+    """The most a score request may cost at $50 per million output tokens: its max_tokens,
+    64 + 16 per sentence. (Each fake reply, 20 tokens, costs $0.001.)"""
+    return (64 + 16 * len(split_sentences(problem.solution))) * 50 / 1e6
 
+
+def test_cost_cap_stops_before_the_request_that_could_pass_it(make_teacher, server):
     cap = 0.002 + estimate(PROBLEMS[2]) - 1e-4  # the third request could pass it, the first two cannot
     assert cap >= 0.001 + estimate(PROBLEMS[1]) and cap >= estimate(PROBLEMS[0])
     teacher = make_teacher(TeacherConfig(max_cost_usd=cap, price_output_per_mtok=50.0))
@@ -209,9 +210,10 @@ def test_cost_cap_stops_before_the_request_that_could_pass_it(make_teacher, serv
 
 
 def test_cost_cap_counts_requests_in_flight(make_teacher, server):
-    teacher = make_teacher(TeacherConfig(max_cost_usd=0.0095, price_output_per_mtok=50.0))
+    cap = estimate(PROBLEMS[0]) + estimate(PROBLEMS[1]) - 1e-4  # the first fits, not the second beside it
+    teacher = make_teacher(TeacherConfig(max_cost_usd=cap, price_output_per_mtok=50.0))
     items = [(p, split_sentences(p.solution)) for p in PROBLEMS]
-    with pytest.raises(TeacherBudgetExhausted, match="in flight up to \\$0.0064"):
+    with pytest.raises(TeacherBudgetExhausted, match=f"in flight up to \\${estimate(PROBLEMS[0]):.4f}"):
         run_batch(teacher.score_sentences, items, concurrency=4)  # the second may not start beside the first
     assert len(server.requests) <= 1
 
