@@ -183,6 +183,12 @@ def test_problem_rejects_bad_records():
         ShapesTaskConfig(kinds=("count", "colouring"))
 
 
+def test_settings_that_cannot_give_a_question_kind_fail_naming_the_keys():
+    lone_cell = ShapesTaskConfig(rows=1, cols=1, min_shapes=1, max_shapes=1, kinds=("spatial",))
+    with pytest.raises(ValueError, match="gave no 'spatial' question.*rows, cols, min_shapes or max_shapes"):
+        make_problem(lone_cell, "train", 0)
+
+
 def test_render_draws_only_palette_colours_and_grid():
     problem = make_problem(CONFIG, "train", 3)
     colours = {tuple(c) for c in problem.image.reshape(-1, 3)}
