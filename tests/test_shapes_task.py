@@ -8,7 +8,7 @@ import pytest
 from ares_jax.data import Problem, answer_prompt, parse_answer, rationale_prompt, rationale_target
 from ares_jax.data.shapes import ShapesTaskConfig, make_problem, make_split, png_bytes, read_scene, render
 from ares_jax.data.shapes import claims as C
-from ares_jax.data.shapes.scene import COLOURS, KINDS, SIZES
+from ares_jax.data.shapes.scene import COLOURS, KINDS, SIZES, Scene, Shape
 from ares_jax.text import split_sentences
 
 CONFIG = ShapesTaskConfig()
@@ -146,8 +146,6 @@ def test_every_claim_wording_parses_back_to_the_claim():
 
 
 def test_a_listing_is_true_only_for_exactly_the_matching_cells():
-    from ares_jax.data.shapes.scene import Scene, Shape
-
     scene = Scene(3, 3, {(1, 1): Shape("small", "red", "circle"), (2, 3): Shape("large", "red", "square"),
                          (3, 2): Shape("large", "blue", "circle")})
     red = [C.parse(text) for text in (

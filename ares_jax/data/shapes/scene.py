@@ -19,6 +19,7 @@ import numpy as np
 SIZES = ("small", "large")
 COLOURS = ("red", "green", "blue", "yellow")
 KINDS = ("circle", "square", "triangle")
+ATTRIBUTE_VALUES = {"colour": COLOURS, "kind": KINDS, "size": SIZES}  # the order of features and options
 PALETTE = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
@@ -147,9 +148,14 @@ def read_scene(image: np.ndarray, rows: int = 3, cols: int = 3) -> Scene:
     return Scene(rows, cols, cells)
 
 
+# Columns of `cell_features`: each attribute's one-hot classes in turn, then the empty flag.
+_CLASS_OFFSET = dict(zip(ATTRIBUTE_VALUES, np.cumsum([0] + [len(v) for v in ATTRIBUTE_VALUES.values()]).tolist()))
+_EMPTY_FLAG = sum(len(values) for values in ATTRIBUTE_VALUES.values())
+
+
 def cell_feature_dim(rows: int, cols: int) -> int:
     """Width of `cell_features`: colour, kind and size classes, an empty flag, row and column."""
-    return len(COLOURS) + len(KINDS) + len(SIZES) + 1 + rows + cols
+    return _EMPTY_FLAG + 1 + rows + cols
 
 
 def cell_features(image: np.ndarray, rows: int = 3, cols: int = 3) -> np.ndarray:
@@ -164,19 +170,17 @@ def cell_features(image: np.ndarray, rows: int = 3, cols: int = 3) -> np.ndarray
     the image within the default training budget.)
     """
     scene = read_scene(image, rows, cols)
-    classes = (COLOURS, KINDS, SIZES)
-    offsets = np.cumsum([0] + [len(c) for c in classes])
     features = np.zeros((rows * cols, cell_feature_dim(rows, cols)), np.float32)
     for index in range(rows * cols):
         row, col = divmod(index, cols)
         shape = scene.at(row + 1, col + 1)
         if shape is None:
-            features[index, offsets[-1]] = 1.0
+            features[index, _EMPTY_FLAG] = 1.0
         else:
-            for offset, values, value in zip(offsets, classes, (shape.colour, shape.kind, shape.size)):
-                features[index, offset + values.index(value)] = 1.0
-        features[index, offsets[-1] + 1 + row] = 1.0
-        features[index, offsets[-1] + 1 + rows + col] = 1.0
+            for attribute, values in ATTRIBUTE_VALUES.items():
+                features[index, _CLASS_OFFSET[attribute] + values.index(getattr(shape, attribute))] = 1.0
+        features[index, _EMPTY_FLAG + 1 + row] = 1.0
+        features[index, _EMPTY_FLAG + 1 + rows + col] = 1.0
     return features
 
 

@@ -18,14 +18,13 @@ import numpy as np
 
 from ares_jax.data.problem import Problem
 from ares_jax.data.shapes import claims as C
-from ares_jax.data.shapes.scene import COLOURS, KINDS, SIZES, Scene, random_scene, render
+from ares_jax.data.shapes.scene import ATTRIBUTE_VALUES, COLOURS, KINDS, SIZES, Scene, random_scene, render
 
 QUESTION_KINDS = ("count", "compare", "lookup", "spatial", "which_true")
 SPLITS = ("train", "val", "test")
 COUNT_CHOICES = ("0", "1", "2", "3", "4")
 MAX_LISTED = 4  # cells a compared group may have: two lists and a comparison fit in 64 tokens
 MAX_SCENE_DRAWS = 1000  # scenes tried for one problem before the settings are declared unfit
-_ATTRIBUTE_VALUES = {"colour": COLOURS, "kind": KINDS, "size": SIZES}
 _SPLIT_CODE = {name: code for code, name in enumerate(SPLITS)}
 _DIRECTIONS = {"left of": (0, -1), "right of": (0, 1), "above": (-1, 0), "below": (1, 0)}
 _LECTURES = {
@@ -75,13 +74,13 @@ def _attribute_question(attribute: str, where: str) -> tuple[str, list[str]]:
     """("What colour is the shape <where>?", the colours in order), likewise for kind and size."""
     subject = {"colour": "What colour is the shape", "kind": "What kind of shape is",
                "size": "What size is the shape"}[attribute]
-    return f"{subject} {where}?", list(_ATTRIBUTE_VALUES[attribute])
+    return f"{subject} {where}?", list(ATTRIBUTE_VALUES[attribute])
 
 
 def _count_question(scene: Scene, rng):
     attribute_sets = [("colour",), ("kind",), ("colour", "kind"), ("size", "kind")]
     chosen = attribute_sets[rng.integers(len(attribute_sets))]
-    attrs = {name: _ATTRIBUTE_VALUES[name][rng.integers(len(_ATTRIBUTE_VALUES[name]))] for name in chosen}
+    attrs = {name: ATTRIBUTE_VALUES[name][rng.integers(len(ATTRIBUTE_VALUES[name]))] for name in chosen}
     cells = tuple(scene.matching_cells(**attrs))
     if len(cells) >= len(COUNT_CHOICES):
         return None
@@ -97,7 +96,7 @@ def _count_question(scene: Scene, rng):
 
 def _compare_question(scene: Scene, rng):
     attribute = "colour" if rng.random() < 0.5 else "kind"
-    values = rng.choice(_ATTRIBUTE_VALUES[attribute], size=2, replace=False).tolist()
+    values = rng.choice(ATTRIBUTE_VALUES[attribute], size=2, replace=False).tolist()
     groups = [{attribute: v} for v in values]
     listings = [C.Listing(tuple(scene.matching_cells(**g)), **g) for g in groups]
     counts = [len(listing.cells) for listing in listings]
@@ -123,7 +122,7 @@ def _compare_question(scene: Scene, rng):
 def _lookup_question(scene: Scene, rng):
     row, col = scene.positions()[rng.integers(len(scene.cells))]
     shape = scene.at(row, col)
-    attribute = ("colour", "kind", "size")[rng.integers(3)]
+    attribute = tuple(ATTRIBUTE_VALUES)[rng.integers(len(ATTRIBUTE_VALUES))]
     question, choices = _attribute_question(attribute, f"in cell {C.cell_name(row, col)}")
     truth = getattr(shape, attribute)
     answer = choices.index(truth)
@@ -149,7 +148,7 @@ def _spatial_question(scene: Scene, rng):
     row, col, direction = candidates[rng.integers(len(candidates))]
     dr, dc = _DIRECTIONS[direction]
     target, neighbour = scene.at(row, col), scene.at(row + dr, col + dc)
-    attribute = ("colour", "kind", "size")[rng.integers(3)]
+    attribute = tuple(ATTRIBUTE_VALUES)[rng.integers(len(ATTRIBUTE_VALUES))]
     name = C.describe(colour=target.colour, kind=target.kind)
     question, choices = _attribute_question(attribute, f"directly {direction} the {name}")
     truth = getattr(neighbour, attribute)
