@@ -1,3 +1,4 @@
+import functools
 import io
 import json
 import os
@@ -17,6 +18,26 @@ sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as fake_api_
 # subprocesses: a resumed run then reuses what the first run compiled instead of compiling again.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="ares_jax_test_xla_"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# The tests compile many small programs and run each briefly, so XLA:CPU's compile time is most of
+# the suite's; LLVM's optimisation level 0 cuts it by about a third. It changes how fast the
+# machine code runs, not what it computes. Runs and benchmarks keep the default level.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+DEFAULT_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")  # for a test whose running time outweighs compiling
+os.environ["XLA_FLAGS"] = f"{DEFAULT_XLA_FLAGS} {TEST_XLA_FLAGS}".strip()
+
+
+def xla_flags(*flags: str) -> str:
+    """XLA_FLAGS for a test's subprocess: this session's flags plus `flags`."""
+    return " ".join([os.environ["XLA_FLAGS"], *flags])
+
+
+@functools.cache
+def jit_apply(model):
+    """`model.apply`, jitted (one per model definition). Run eagerly, a pass compiles each of its
+    primitives on its own, which costs a test far more than compiling the whole pass once."""
+    import jax
+
+    return jax.jit(model.apply, static_argnames=("deterministic",))
 
 
 @pytest.fixture

@@ -61,17 +61,22 @@ def test_greedy_cached_equals_uncached_argmax(model_and_params):
     steps = 14
     out = generate(model, params, ids, mask, jax.random.key(0), SamplingConfig(steps, greedy=True), image)
 
-    decoder_ids = jnp.full((ids.shape[0], 1), CONFIG.decoder_start_token_id, jnp.int32)
+    # Uncached: the whole decoder input so far, run again for every token. It is padded to `steps`
+    # positions so that one compiled pass serves every step; the decoder is causal, so positions
+    # after `t` do not change the logits at `t`.
+    forward = jax.jit(lambda decoder_ids: model.apply({"params": params}, ids, mask, decoder_ids, image=image))
+    decoder_ids = np.full((ids.shape[0], steps), CONFIG.pad_token_id, np.int32)
+    decoder_ids[:, 0] = CONFIG.decoder_start_token_id
     done = np.zeros(ids.shape[0], bool)
     expected, expected_mask = [], []
-    for _ in range(steps):
-        logits = model.apply({"params": params}, ids, mask, decoder_ids, image=image)
-        token = np.asarray(jnp.argmax(logits[:, -1], axis=-1))
+    for t in range(steps):
+        token = np.asarray(jnp.argmax(forward(decoder_ids)[:, t], axis=-1))
         token = np.where(done, CONFIG.pad_token_id, token)
         expected.append(token)
         expected_mask.append(~done)
         done = done | (token == CONFIG.eos_token_id)
-        decoder_ids = jnp.concatenate([decoder_ids, jnp.asarray(token)[:, None]], axis=1)
+        if t + 1 < steps:
+            decoder_ids[:, t + 1] = token
     np.testing.assert_array_equal(np.asarray(out.tokens), np.stack(expected, 1))
     np.testing.assert_array_equal(np.asarray(out.response_mask), np.stack(expected_mask, 1))
 

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import jit_apply
 
 from ares_jax.models import MultimodalT5, T5Config, VisionConfig, init_params, transplant
 from ares_jax.models.lora import lora_labels, merge_adapters
@@ -32,8 +33,8 @@ def batch(seed):
 
 
 def logits(model, params, b):
-    return model.apply({"params": params}, b["input_ids"], b["attention_mask"], b["decoder_input_ids"], None,
-                       b["image"])
+    return jit_apply(model)({"params": params}, b["input_ids"], b["attention_mask"], b["decoder_input_ids"], None,
+                            b["image"])
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,6 @@ def test_training_moves_only_the_adapter_and_merging_keeps_the_logits(models):
     # Without a dropout rng the adapted model is deterministic; with one the adapter input is dropped out.
     b = batch(2)
     plain = logits(adapted, state.params, b)
-    noisy = adapted.apply({"params": state.params}, b["input_ids"], b["attention_mask"], b["decoder_input_ids"],
-                          None, b["image"], rngs={"dropout": jax.random.key(5)})
+    noisy = jit_apply(adapted)({"params": state.params}, b["input_ids"], b["attention_mask"], b["decoder_input_ids"],
+                               None, b["image"], rngs={"dropout": jax.random.key(5)})
     assert float(jnp.abs(plain - noisy).max()) > 1e-4

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import jit_apply
 
 from ares_jax.models import MultimodalT5, T5Config, VisionConfig, init_params, logical_axes
 from ares_jax.models.t5 import add_broadcast_bias
@@ -28,7 +29,7 @@ def test_value_model_has_own_head_and_one_value_per_position():
     assert "value_head" in value_params and "value_head" not in policy_params
     ids, mask, dec = batch()
     pixels = jnp.asarray(np.random.default_rng(0).integers(0, 256, size=(2, 16, 16, 3)), jnp.uint8)
-    values = value.apply({"params": value_params}, ids, mask, dec, image=pixels)
+    values = jit_apply(value)({"params": value_params}, ids, mask, dec, image=pixels)
     assert values.shape == (2, 5) and values.dtype == jnp.float32
     # The value head is Linear(d, 2d) -> ReLU -> Linear(2d, 1) on the decoder states.
     head = value_params["value_head"]
@@ -41,8 +42,9 @@ def test_image_changes_the_output_and_text_only_model_rejects_one():
     params = init_params(model, jax.random.key(0))
     ids, mask, dec = batch()
     r = np.random.default_rng(1)
-    a = model.apply({"params": params}, ids, mask, dec, image=jnp.asarray(r.normal(size=(2, 9, 6)), jnp.float32))
-    b = model.apply({"params": params}, ids, mask, dec, image=jnp.asarray(r.normal(size=(2, 3, 6)), jnp.float32))
+    apply = jit_apply(model)
+    a = apply({"params": params}, ids, mask, dec, image=jnp.asarray(r.normal(size=(2, 9, 6)), jnp.float32))
+    b = apply({"params": params}, ids, mask, dec, image=jnp.asarray(r.normal(size=(2, 3, 6)), jnp.float32))
     assert not np.allclose(np.asarray(a), np.asarray(b), atol=1e-4)  # any number of patches works
     text_only = MultimodalT5(T5Config(**TINY))
     text_params = init_params(text_only, jax.random.key(0))
@@ -78,8 +80,8 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
     params = init_params(f32, jax.random.key(0))
     assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(init_params(bf16, jax.random.key(0))))
     ids, mask, dec = batch()
-    a = f32.apply({"params": params}, ids, mask, dec)
-    b = bf16.apply({"params": params}, ids, mask, dec)
+    a = jit_apply(f32)({"params": params}, ids, mask, dec)
+    b = jit_apply(bf16)({"params": params}, ids, mask, dec)
     assert b.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=0.15 * float(jnp.abs(a).max()))
 
@@ -88,7 +90,8 @@ def test_dropout_only_when_not_deterministic():
     model = MultimodalT5(T5Config(**TINY, dropout_rate=0.5))
     params = init_params(model, jax.random.key(0))
     ids, mask, dec = batch()
-    run = lambda det, key: model.apply({"params": params}, ids, mask, dec, deterministic=det, rngs={"dropout": key})  # noqa: E731
+    apply = jit_apply(model)
+    run = lambda det, key: apply({"params": params}, ids, mask, dec, deterministic=det, rngs={"dropout": key})  # noqa: E731
     np.testing.assert_array_equal(np.asarray(run(True, jax.random.key(1))), np.asarray(run(True, jax.random.key(2))))
     assert not np.allclose(np.asarray(run(False, jax.random.key(1))), np.asarray(run(False, jax.random.key(2))))
 

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from conftest import free_port
+from conftest import free_port, xla_flags
 from test_reproduce import TINY
 
 KEY = "sk-multihost-SECRET-4242"
@@ -22,7 +22,8 @@ def start_processes(workdir, server, env, *extra) -> list[subprocess.Popen]:
         [sys.executable, "-m", "ares_jax.main", *teacher_args(workdir, server), *extra, "distributed.enabled=true",
          f"distributed.coordinator_address=127.0.0.1:{port}", "distributed.num_processes=2",
          f"distributed.process_id={i}"],
-        env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2", **({"MH_KEY": KEY} if i == 0 else {})),
+        env=dict(env, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=2"),
+                 **({"MH_KEY": KEY} if i == 0 else {})),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
 
 
@@ -51,7 +52,7 @@ def test_two_processes_run_the_loop_as_one_process_does(tmp_path, server):
     # One process with 4 devices (the reference), and beside it the two processes, whose process
     # 0 runs out of Teacher budget partway: both stop, saying why.
     one = subprocess.Popen([sys.executable, "-m", "ares_jax.main", *teacher_args(tmp_path / "one", server)],
-                           env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=4", MH_KEY=KEY),
+                           env=dict(env, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=4"), MH_KEY=KEY),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cap = 30
     (code, _, err), (code0, out0, err0), (code1, out1, err1) = finish(

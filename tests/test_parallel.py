@@ -19,7 +19,9 @@ MESHES = ["8x1x1", "2x4x1", "2x2x2"]
 def sharded_results():
     """tests/sharding_equivalence.py in a fresh process with 8 CPU devices (the device count is
     fixed when JAX starts, so it cannot be changed inside this test process)."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    from conftest import xla_flags
+
+    env = dict(os.environ, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=8"), JAX_PLATFORMS="cpu")
     script = Path(__file__).parent / "sharding_equivalence.py"
     done = subprocess.run([sys.executable, str(script), *MESHES], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -86,10 +88,10 @@ def test_two_processes_share_one_mesh(tmp_path):
     """Two processes joined by jax.distributed over 127.0.0.1, 2 CPU devices each: the loop's
     batch placement, gathering and a sharded SFT step work across processes
     (tests/multihost_check.py)."""
-    from conftest import free_port
+    from conftest import free_port, xla_flags
 
     port = free_port()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=2"), JAX_PLATFORMS="cpu")
     script = str(Path(__file__).parent / "multihost_check.py")
     workers = [subprocess.Popen([sys.executable, script, str(i), port, str(tmp_path)], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for i in range(2)]

@@ -1,11 +1,15 @@
 """SFT loss against numpy, the jitted step's contract, and an end-to-end learning run."""
 
+import json
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ares_jax import smoke
 from ares_jax.models import MultimodalT5, T5Config, init_params
 from ares_jax.sft import make_sft_step, token_cross_entropy
 from ares_jax.train_state import TrainState, adamw
@@ -48,12 +52,15 @@ def test_sft_step_equals_a_hand_written_adamw_update_and_compiles_once():
         logits = model.apply({"params": p}, batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"])
         return token_cross_entropy(logits, batch["labels"], batch["label_mask"])
 
-    grads = jax.grad(loss_fn)(params)
-    updates, _ = tx.update(grads, tx.init(params), params)
-    expected = optax.apply_updates(params, updates)
+    @jax.jit  # one compiled reference, not a pass of eagerly dispatched primitives
+    def reference(p):
+        updates, _ = tx.update(jax.grad(loss_fn)(p), tx.init(p), p)
+        return loss_fn(p), optax.apply_updates(p, updates)
+
+    expected_loss, expected = reference(params)
     state, metrics = step(TrainState.create(params, tx), batch)
     assert int(state.step) == 1
-    np.testing.assert_allclose(float(metrics["loss"]), float(loss_fn(params)), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["loss"]), float(expected_loss), rtol=1e-5)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), state.params, expected)
     for seed in (1, 2):
         state, _ = step(state, tiny_batch(seed))
@@ -61,6 +68,14 @@ def test_sft_step_equals_a_hand_written_adamw_update_and_compiles_once():
 
 
 def test_smoke_run_learns_to_reverse_digits():
-    result = smoke.run(steps=800, log=lambda _: None)
+    # 800 training steps: running, not compiling, is most of this test's time, so it runs in a
+    # process of its own at XLA's default optimisation level (tests/conftest.py).
+    from conftest import DEFAULT_XLA_FLAGS
+
+    code = "import json; from ares_jax import smoke; print(json.dumps(smoke.run(steps=800, log=lambda _: None)))"
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, XLA_FLAGS=DEFAULT_XLA_FLAGS),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["final_loss"] < 0.3
     assert result["exact_match"] >= 0.6

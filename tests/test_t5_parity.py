@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import jit_apply
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -73,7 +74,7 @@ def test_logits_match_hf(tmp_path, name):
             decoder_input_ids=torch.tensor(decoder_ids),
             decoder_attention_mask=torch.tensor(decoder_mask),
         ).logits.numpy()
-    logits = model.apply(
+    logits = jit_apply(model)(
         {"params": params},
         input_ids=jnp.asarray(input_ids),
         attention_mask=jnp.asarray(attention_mask),
@@ -151,7 +152,7 @@ def test_mmcot_fusion_weights_load_and_match_torch(tmp_path):
             attention_mask=torch.tensor(attention_mask),
             decoder_input_ids=torch.tensor(decoder_ids),
         ).logits.numpy()
-    logits = model.apply(
+    logits = jit_apply(model)(
         {"params": params},
         input_ids=jnp.asarray(input_ids),
         attention_mask=jnp.asarray(attention_mask),
