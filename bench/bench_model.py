@@ -40,6 +40,16 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
+def parse_args(doc: str, repeats: int) -> argparse.Namespace:
+    """The options every benchmark takes (--quick, --repeats, --json), 2 torch threads set."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny shapes: checks the script runs")
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--json", help="also write the results here")
+    torch.set_num_threads(2)
+    return parser.parse_args()
+
+
 def report(results: dict, json_path: str | None) -> None:
     """Prints the results as JSON and, when asked, writes them to `json_path`."""
     print(json.dumps(results, indent=2))
@@ -79,13 +89,7 @@ def t5_flops(cfg, batch: int, src: int, tgt: int, new_tokens: int) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny shapes: checks the script runs")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", help="also write the results here")
-    args = parser.parse_args()
-
-    torch.set_num_threads(2)
+    args = parse_args(__doc__, repeats=3)
     batch, src, tgt, new = (4, 16, 16, 8) if args.quick else (32, 128, 128, 64)
     hf_config = transformers.T5Config(
         vocab_size=1024, d_model=256, d_kv=32, d_ff=1024, num_layers=4, num_decoder_layers=4, num_heads=8,

@@ -10,7 +10,6 @@ update; the Teacher is not part of it. Same weights for both frameworks, 2 threa
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
@@ -22,7 +21,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from bench_model import best_time, matmul_peak_flops, report, t5_flops  # noqa: E402
+from bench_model import best_time, matmul_peak_flops, parse_args, report, t5_flops  # noqa: E402
 
 from ares_jax.models import MultimodalT5, SamplingConfig, generate, init_params, load_pretrained  # noqa: E402
 from ares_jax.rl import PPOConfig, compute_advantages, make_ppo_step, make_scoring_fn  # noqa: E402
@@ -57,12 +56,7 @@ def torch_ppo_loss(logprobs, old, values, returns, advantages, clip=0.2, vf_coef
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json")
-    args = parser.parse_args()
-    torch.set_num_threads(2)
+    args = parse_args(__doc__, repeats=3)
     batch, src, new = (4, 16, 8) if args.quick else (32, 128, 64)
     size = dict(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4) if args.quick else dict(
         vocab_size=1024, d_model=256, d_kv=32, d_ff=1024, num_layers=4, num_decoder_layers=4, num_heads=8)
