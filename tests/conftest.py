@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as fake_api_
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="ares_jax_test_xla_"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # The tests compile many small programs and run each briefly, so XLA:CPU's compile time is most of
-# the suite's; LLVM's optimisation level 0 cuts it by about a third. It changes how fast the
+# the suite's; LLVM's optimisation level 0 cuts it by about 40%. It changes how fast the
 # machine code runs, not what it computes. Runs and benchmarks keep the default level.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 DEFAULT_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")  # for a test whose running time outweighs compiling
