@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +30,13 @@ os.environ["XLA_FLAGS"] = f"{DEFAULT_XLA_FLAGS} {TEST_XLA_FLAGS}".strip()
 def xla_flags(*flags: str) -> str:
     """XLA_FLAGS for a test's subprocess: this session's flags plus `flags`."""
     return " ".join([os.environ["XLA_FLAGS"], *flags])
+
+
+def run_python_for_json(args: list[str], env: dict, timeout: int):
+    """Runs `python *args` in a fresh process and returns the JSON object its last stdout line holds."""
+    done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @functools.cache

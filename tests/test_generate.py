@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import jit_apply
 
 from ares_jax.models import MultimodalT5, SamplingConfig, T5Config, VisionConfig, generate, init_params
 from ares_jax.models.generate import generate_jit
@@ -64,13 +65,14 @@ def test_greedy_cached_equals_uncached_argmax(model_and_params):
     # Uncached: the whole decoder input so far, run again for every token. It is padded to `steps`
     # positions so that one compiled pass serves every step; the decoder is causal, so positions
     # after `t` do not change the logits at `t`.
-    forward = jax.jit(lambda decoder_ids: model.apply({"params": params}, ids, mask, decoder_ids, image=image))
+    apply = jit_apply(model)
     decoder_ids = np.full((ids.shape[0], steps), CONFIG.pad_token_id, np.int32)
     decoder_ids[:, 0] = CONFIG.decoder_start_token_id
     done = np.zeros(ids.shape[0], bool)
     expected, expected_mask = [], []
     for t in range(steps):
-        token = np.asarray(jnp.argmax(forward(decoder_ids)[:, t], axis=-1))
+        logits = apply({"params": params}, ids, mask, decoder_ids, image=image)
+        token = np.asarray(jnp.argmax(logits[:, t], axis=-1))
         token = np.where(done, CONFIG.pad_token_id, token)
         expected.append(token)
         expected_mask.append(~done)

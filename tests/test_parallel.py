@@ -19,13 +19,11 @@ MESHES = ["8x1x1", "2x4x1", "2x2x2"]
 def sharded_results():
     """tests/sharding_equivalence.py in a fresh process with 8 CPU devices (the device count is
     fixed when JAX starts, so it cannot be changed inside this test process)."""
-    from conftest import xla_flags
+    from conftest import run_python_for_json, xla_flags
 
     env = dict(os.environ, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=8"), JAX_PLATFORMS="cpu")
     script = Path(__file__).parent / "sharding_equivalence.py"
-    done = subprocess.run([sys.executable, str(script), *MESHES], env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_python_for_json([str(script), *MESHES], env, timeout=900)
 
 
 @pytest.mark.parametrize("mesh", MESHES)

@@ -1,9 +1,6 @@
 """SFT loss against numpy, the jitted step's contract, and an end-to-end learning run."""
 
-import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -70,12 +67,9 @@ def test_sft_step_equals_a_hand_written_adamw_update_and_compiles_once():
 def test_smoke_run_learns_to_reverse_digits():
     # 800 training steps: running, not compiling, is most of this test's time, so it runs in a
     # process of its own at XLA's default optimisation level (tests/conftest.py).
-    from conftest import DEFAULT_XLA_FLAGS
+    from conftest import DEFAULT_XLA_FLAGS, run_python_for_json
 
     code = "import json; from ares_jax import smoke; print(json.dumps(smoke.run(steps=800, log=lambda _: None)))"
-    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, XLA_FLAGS=DEFAULT_XLA_FLAGS),
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_python_for_json(["-c", code], dict(os.environ, XLA_FLAGS=DEFAULT_XLA_FLAGS), timeout=600)
     assert result["final_loss"] < 0.3
     assert result["exact_match"] >= 0.6
