@@ -53,6 +53,7 @@ class DataConfig:
     path: str = ""
     train_split: str = "train"  # a pid_splits.json key (train, minitrain, ...) or the source's split
     test_split: str = "test"
+    val_split: str = "val"  # held-out questions the RL rounds are measured on (rl.eval_every); '' for none
     captions: str = ""  # {"captions": {qid: text}}; the caption joins the hint in the context
     images: str = ""  # the image folder (ScienceQA's images/, COCO 2017 for A-OKVQA), for the Teachers
     features: str = ""  # precomputed image features .npy [N, P, F], the model's image input
@@ -60,7 +61,7 @@ class DataConfig:
     skip_bad_records: bool = False  # warn and count bad records instead of stopping
     tfds_data_dir: str = ""
     tfds_fields: tuple[str, ...] = ()  # FIELD=FEATURE pairs, e.g. question=question_text
-    shapes: ShapesTaskConfig = dataclasses.field(default_factory=lambda: ShapesTaskConfig(train_size=4000, val_size=200, test_size=500))
+    shapes: ShapesTaskConfig = dataclasses.field(default_factory=lambda: ShapesTaskConfig(train_size=4000, val_size=1000, test_size=500))
     vocab_size: int = 600  # of the BPE tokenizer built from the training corpus
 
     def __post_init__(self):
@@ -174,6 +175,10 @@ class RLConfig:
     weight_decay: float = 0.01
     kl_target: float = 0.0  # > 0: adapt ppo.kl_coef toward this KL (per token); 0: fixed
     kl_horizon: int = 10000
+    # Greedy rationales on `val_questions` of data.val_split (0: all), scored by the Teacher, at the
+    # start of each round and every `eval_every` rollout batches (0: at the start and end only).
+    eval_every: int = 2
+    val_questions: int = 0
 
     @property
     def optimizer_steps(self) -> int:
@@ -184,8 +189,8 @@ class RLConfig:
     def __post_init__(self):
         _positive(self, "questions_per_round", "prompts_per_rollout", "k_samples", "top_k", "temperature",
                   "epochs", "minibatch_size", "learning_rate", "kl_horizon")
-        if self.weight_decay < 0 or self.kl_target < 0:
-            raise _FieldError("weight_decay and kl_target must be >= 0")
+        if self.weight_decay < 0 or self.kl_target < 0 or self.eval_every < 0 or self.val_questions < 0:
+            raise _FieldError("weight_decay, kl_target, eval_every and val_questions must be >= 0")
         if self.questions_per_round % self.prompts_per_rollout:
             raise _FieldError(f"questions_per_round ({self.questions_per_round}) must be a multiple of "
                               f"prompts_per_rollout ({self.prompts_per_rollout}): rollout batches have one shape")

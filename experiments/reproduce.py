@@ -50,7 +50,8 @@ def arm_figures(report: dict, config) -> dict:
         "sentence_score": final["mean_sentence_score"],
         **{defect: final["fluency"][defect] for defect in FLUENCY},
         "teacher_requests": sum(spent["requests"] for phase, spent in by_phase.items()
-                                if phase.startswith(TRAINING_PHASES)),
+                                if phase.startswith(TRAINING_PHASES))
+        - sum(report["teacher"].get("validation_requests", {}).values()),  # RL rounds' held-out checks
         "steps_after_baseline": config.rounds * config.steps_per_round,  # PPO + SFT optimizer steps
         "minutes": report["seconds"] / 60,
         "phases": {label: {"answer_accuracy": e["answer_accuracy"], **{d: e["fluency"][d] for d in FLUENCY}}

@@ -14,7 +14,7 @@ from ares_jax.checkpoint import Checkpointer
 from ares_jax.main import main
 
 TINY = [
-    "data.shapes.train_size=64", "data.shapes.test_size=12", "data.vocab_size=400",
+    "data.shapes.train_size=64", "data.shapes.test_size=12", "data.shapes.val_size=8", "data.vocab_size=400",
     "model.d_model=32", "model.d_ff=64", "model.num_layers=1", "model.num_decoder_layers=1",
     "model.max_target_length=24", "eval.batch_size=8", "eval.max_new_tokens=24",
     "rationale.steps=120", "rationale.warmup_steps=1", "rationale.batch_size=8", "rationale.learning_rate=0.01",
@@ -60,9 +60,11 @@ def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
     losses = [loss for _, loss in report["curves"]["rationale_sft/loss"]]
     assert losses[-1] < 0.6 * losses[0]
     teacher = report["teacher"]
-    # Requests: 12 baseline scores + 4 x 16 rollout scores + 12 after RL + 16 corrections
-    # + 12 after SFT + 24 judgements; repeated identical ones are cache hits.
-    assert teacher["requests"] + teacher["cache_hits"] == 12 + 64 + 12 + 16 + 12 + 24
+    # Requests: 12 baseline scores + 4 x 16 rollout scores + 3 x 8 validation scores (before the
+    # round, after rollout batches 2 and 4) + 12 after RL + 16 corrections + 12 after SFT + 24
+    # judgements; repeated identical ones are cache hits.
+    assert teacher["requests"] + teacher["cache_hits"] == 12 + 64 + 24 + 12 + 16 + 12 + 24
+    assert 0 < teacher["validation_requests"]["rl_1"] <= 24
     with sqlite3.connect(workdir / "teacher_cache.sqlite") as db:
         assert teacher["requests"] == db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
     assert most_writes(workdir) == 1
@@ -73,8 +75,19 @@ def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
     assert (workdir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert {"rationale_sft", "rl_1", "sft_1", "eval_baseline"} <= {line["phase"] for line in lines}
-    assert all({"kl", "policy_loss", "value_loss", "sentence_score"} <= set(line) for line in lines
-               if line["phase"] == "rl_1")
+    rollouts = [line for line in lines if line["phase"] == "rl_1" and "kl" in line]
+    assert [line["step"] for line in rollouts] == [0, 1, 2, 3]
+    assert all({"policy_loss", "value_loss", "sentence_score", "entropy", "explained_variance", "clipfrac",
+                "pass_at_k", "sample_accuracy", "policy_grad_norm", "value_grad_norm"} <= set(line) for line in rollouts)
+    assert all(line["entropy"] > 0 and 0 <= line["sample_accuracy"] <= line["pass_at_k"] <= 1 for line in rollouts)
+    # RL progress on held-out questions: greedy on the 8 validation problems before the round and
+    # after every 2 rollout batches (rl.eval_every), in the log, the curves and the report.
+    validations = [line for line in lines if line["phase"] == "rl_1" and "val_accuracy" in line]
+    assert [line["step"] for line in validations] == [0, 2, 4]
+    assert [x for x, _ in report["curves"]["rl_1/val_sentence_score"]] == [0, 2, 4]
+    assert report["rl_validation"]["rl_1"]["accuracy"] == [report["curves"]["rl_1/val_accuracy"][0][1],
+                                                           report["curves"]["rl_1/val_accuracy"][-1][1]]
+    assert "RL on held-out questions" in markdown
     corrections = json.loads((workdir / "corrections" / "round_1.json").read_text())
     assert len(corrections) == 16 and {"id", "rl_rationale", "corrected"} == set(corrections[0])
 

@@ -14,7 +14,7 @@ from ares_jax.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "data.shapes.train_size=64", "data.shapes.test_size=12", "data.vocab_size=400",
+    "data.shapes.train_size=64", "data.shapes.test_size=12", "data.shapes.val_size=8", "data.vocab_size=400",
     "model.d_model=32", "model.d_ff=64", "model.num_layers=1", "model.num_decoder_layers=1",
     "model.max_target_length=24", "eval.batch_size=8", "eval.max_new_tokens=24",
     "rationale.steps=20", "rationale.warmup_steps=1", "rationale.batch_size=8",

@@ -153,3 +153,58 @@ def test_sequence_placement_puts_the_mean_score_on_the_last_token():
         np.testing.assert_allclose(got[b], expected, atol=1e-6)
     with pytest.raises(ValueError, match="reward_placement"):
         token_rewards(**kw, kl_coef=0.05, neutral_score=0.5, placement="token")
+
+
+def numpy_group_advantages(logprobs, ref_logprobs, mask, segment_ids, segment_scores, kl_coef, neutral_score,
+                           group_size):
+    """Loops: per question, the mean and std of every sentence reward of its samples; each
+    sentence's normalised reward sits at its last token; advantages are sums to the end."""
+    batch, length = logprobs.shape
+    sentence_rewards = {}  # (row, last token) -> score - neutral
+    for b in range(batch):
+        for t in range(length):
+            if mask[b, t] and (t + 1 == length or segment_ids[b, t + 1] != segment_ids[b, t]):
+                sentence_rewards[b, t] = segment_scores[b, segment_ids[b, t]] - neutral_score
+    advantages = np.zeros_like(logprobs)
+    for b in range(batch):
+        group = [v for (row, _), v in sentence_rewards.items() if row // group_size == b // group_size]
+        mean, std = np.mean(group), np.std(group)
+        for t in range(length):
+            if not mask[b, t]:
+                continue
+            total = 0.0
+            for u in range(t, length):
+                if mask[b, u]:
+                    total += -kl_coef * (logprobs[b, u] - ref_logprobs[b, u])
+                    if (b, u) in sentence_rewards:
+                        total += (sentence_rewards[b, u] - mean) / np.sqrt(std ** 2 + 1e-6)
+            advantages[b, t] = total
+    return advantages
+
+
+def test_group_advantages_match_numpy_loops():
+    from ares_jax.rl import compute_advantages, PPOConfig
+
+    batch = random_batch(seed=5, batch=6)
+    expected = numpy_group_advantages(**{k: v for k, v in batch.items() if k != "values"}, kl_coef=0.05,
+                                      neutral_score=0.5, group_size=3)
+    arrays = {"response_mask": batch["mask"], **{k: v for k, v in batch.items() if k != "mask"}}
+    config = PPOConfig(advantage="group", kl_coef=0.05, whiten_advantages=False)
+    advantages, returns, rewards = compute_advantages(arrays, config, group_size=3)
+    np.testing.assert_allclose(np.asarray(advantages), expected, atol=1e-4)
+    # The returns stay the plain rewards-to-go, for the value model.
+    to_go = np.flip(np.cumsum(np.flip(np.asarray(rewards), 1), 1), 1) * batch["mask"]
+    np.testing.assert_allclose(np.asarray(returns), to_go, atol=1e-5)
+
+
+def test_group_advantages_by_hand():
+    """One question, two samples of one sentence each: scores 1.0 and 0.0 around their mean 0.5
+    (std 0.5) give +1 and -1 on every token of each sentence; a group that all scored alike gives 0."""
+    from ares_jax.rl import group_advantages
+
+    mask = np.array([[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 0, 0]], np.float32)
+    ends = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0], [1, 0, 0]], np.float32)
+    scores = np.array([[0, 0.5, 0], [0, 0, -0.5], [0.3, 0, 0], [0.3, 0, 0]], np.float32)
+    advantages, _ = group_advantages(kl_rewards=np.zeros_like(mask), score_rewards=scores, sentence_end_mask=ends,
+                                     mask=mask, group_size=2, eps=0.0)
+    np.testing.assert_allclose(np.asarray(advantages), [[1, 1, 0], [-1, -1, -1], [0, 0, 0], [0, 0, 0]], atol=1e-6)

@@ -35,7 +35,9 @@ def build_report(results: dict, final_label: str, teacher_name: str, teacher_tot
         "phases": evaluations,
         "corrections": results.get("corrections", {}),
         "curves": results["curves"],
-        "teacher": {"name": teacher_name, **teacher_total, "by_phase": results["teacher_by_phase"]},
+        "teacher": {"name": teacher_name, **teacher_total, "by_phase": results["teacher_by_phase"],
+                    "validation_requests": results.get("teacher_validation", {})},
+        "rl_validation": rl_validation_summary(results["curves"]),
         "seconds": seconds,
         "config": config,
         "examples": [
@@ -44,6 +46,30 @@ def build_report(results: dict, final_label: str, teacher_name: str, teacher_tot
             for p, base, ares in list(zip(test, texts["baseline"], texts[final_label]))[:5]
         ],
     }
+
+
+def rl_validation_summary(curves: dict) -> dict:
+    """Per RL round, its held-out curves (`rl_<r>/val_*`) as {metric: [first, last]}: the greedy
+    model on the validation split before the round's first rollout and after its last."""
+    summary: dict = {}
+    for name, points in curves.items():
+        phase, _, metric = name.partition("/")
+        if phase.startswith("rl_") and metric.startswith("val_") and points:
+            summary.setdefault(phase, {})[metric[len("val_"):]] = [points[0][1], points[-1][1]]
+    return summary
+
+
+def _validation_lines(summary: dict) -> list[str]:
+    """The markdown lines of the RL rounds' held-out progress (none without a validation split)."""
+    if not summary:
+        return []
+    lines = ["## RL on held-out questions (validation split, greedy)", "",
+             "| round | answer accuracy | Teacher's mean sentence score | response tokens |", "|---|---|---|---|"]
+    for phase, metrics in summary.items():
+        acc, score, tokens = metrics["accuracy"], metrics["sentence_score"], metrics["response_tokens"]
+        lines.append(f"| RL {phase.partition('_')[2]} | {acc[0]:.1%} → {acc[1]:.1%} | {score[0]:.3f} → {score[1]:.3f} | "
+                     f"{tokens[0]:.1f} → {tokens[1]:.1f} |")
+    return lines + [""]
 
 
 def _markdown(report: dict) -> str:
@@ -76,6 +102,7 @@ def _markdown(report: dict) -> str:
         f"{judged['ties']:.0f} ties, {judged['losses']:.0f} losses over {judged['judgements']:.0f} judgements, "
         "both orders).", "",
         *rows, "",
+        *_validation_lines(report.get("rl_validation", {})),
         f"Teacher `{teacher['name']}`: {teacher['requests']} requests, {teacher['cache_hits']} cache hits, "
         f"{teacher['unscored']} unscored, ${teacher['cost_usd']:.4f}. Run time {report['seconds']:.0f} s.", "",
         "## Examples (test split)", "",
@@ -93,18 +120,24 @@ def _plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     curves = report["curves"]
-    figure, axes = plt.subplots(2, 3, figsize=(13, 7))
-    panels = [("sentence_score", "Teacher's mean sentence score (rollouts)"), ("kl", "KL to reference (per sample)"),
+    figure, axes = plt.subplots(3, 4, figsize=(17, 10))
+    panels = [("sentence_score", "Teacher's mean sentence score (rollouts)"),
+              ("val_sentence_score", "sentence score, validation (greedy)"),
+              ("val_accuracy", "answer accuracy, validation (greedy)"),
+              ("pass_at_k", "right conclusion among k samples (rollouts)"),
+              ("kl", "KL to reference (per sample)"), ("entropy", "policy entropy per token (rollouts)"),
+              ("explained_variance", "value model: explained variance"), ("val_response_tokens",
+                                                                          "response tokens, validation"),
               ("policy_loss", "PPO policy loss"), ("value_loss", "PPO value loss")]
     for axis, (metric, title) in zip(axes.flat, panels):
         for name, points in curves.items():
             if name.startswith("rl_") and name.endswith("/" + metric):
                 axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name.split("/")[0])
-        axis.set_title(title)
+        axis.set_title(title, fontsize=10)
         axis.set_xlabel("rollout batch")
         if axis.get_legend_handles_labels()[0]:  # a run without RL rounds has nothing to label
             axis.legend(fontsize=8)
-    axis = axes.flat[4]
+    axis = axes.flat[10]
     for name, points in curves.items():
         if name.endswith("/loss"):
             axis.plot([p[0] for p in points], [p[1] for p in points], label=name.split("/")[0])
@@ -112,7 +145,7 @@ def _plot(report: dict, path: Path) -> None:
     axis.set_title("SFT losses")
     axis.set_xlabel("step")
     axis.legend(fontsize=8)
-    axis = axes.flat[5]
+    axis = axes.flat[11]
     labels = list(report["phases"])
     axis.plot(range(len(labels)), [report["phases"][label]["answer_accuracy"] for label in labels], marker="o")
     axis.set_xticks(range(len(labels)), [_title(label) for label in labels], rotation=30, fontsize=8)

@@ -122,6 +122,37 @@ def evaluation(run: Run, state: RunState, label: str) -> None:
             f"sentence score {metrics['mean_sentence_score'] or 0:.3f}, fluency defects {metrics['fluency']}")
 
 
+def rl_validation(run: Run, state: RunState, policy, name: str, batches: int) -> None:
+    """RL progress on held-out questions: greedy rationales of `policy` on `rl.val_questions` of
+    the validation split, answered by the answer model and scored by the Teacher, after `batches`
+    rollout batches of round `name`. Points of the curves `<name>/val_*` and a metrics line; the
+    Teacher requests it takes are counted apart (`results.teacher_validation`), not as training."""
+    if not run.val:
+        return
+    problems = run.val[: run.config.rl.val_questions or None]
+    before = dataclasses.replace(run.teacher.stats)
+    rationales = write_rationales(run.policy_model, policy, run.tokenizer, problems, run.config,
+                                  run.sampling_layout(run.policy_model))
+    answers = infer_answers(run.answer_model, state.trees["answer"], run.tokenizer, problems, rationales, run.config,
+                            run.sampling_layout(run.answer_model))
+    metrics = evaluate(rationales, answers, problems, run.teacher, run.config.teacher.concurrency)
+    spent = state.results.setdefault("teacher_validation", {})
+    spent[name] = spent.get(name, 0) + run.teacher.stats.since(before).requests
+    points = {
+        "val_sentence_score": metrics["mean_sentence_score"] or 0.0,
+        "val_accuracy": metrics["answer_accuracy"],
+        **{f"val_accuracy_{kind}": value for kind, value in metrics["answer_accuracy_by_kind"].items()},
+        "val_response_tokens": float(np.mean([len(run.tokenizer.encode(r, add_eos=False)) for r in rationales])),
+        **{f"val_{defect}": value for defect, value in metrics["fluency"].items()},
+    }
+    for key, value in points.items():
+        state.add_point(f"{name}/{key}", batches, value)
+    run.log_metrics(state, batches, points)
+    run.log(f"{name} validation after {batches} rollout batches ({len(problems)} questions): accuracy "
+            f"{points['val_accuracy']:.3f}, sentence score {points['val_sentence_score']:.3f}, "
+            f"{points['val_response_tokens']:.1f} tokens")
+
+
 def _questions(run: Run, count: int, *salt: int):
     """`count` training problems in an order drawn from the seed and `salt` (wrapping around)."""
     order = np.random.default_rng([run.config.seed, *salt]).permutation(len(run.train))
@@ -149,6 +180,8 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     name = f"rl_{round_index}"
     bar = tqdm(range(state.step, iterations), desc=f"{name} rollouts", initial=state.step, total=iterations,
                leave=False, disable=not run.primary)
+    if state.step == 0:
+        rl_validation(run, state, train_state.params["policy"], name, 0)
     for iteration in bar:
         problems = questions[iteration * rl.prompts_per_rollout:(iteration + 1) * rl.prompts_per_rollout]
         with jax.profiler.TraceAnnotation("rollout"):
@@ -172,15 +205,19 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
                 step_metrics.append(m)
                 ppo_bar.update(1)
         ppo_bar.close()
-        for key in ("policy_loss", "value_loss", "clipfrac", "approx_kl", "skipped"):
+        for key in ("policy_loss", "value_loss", "clipfrac", "approx_kl", "skipped", "policy_grad_norm",
+                    "value_grad_norm"):
             metrics[key] = float(np.mean([float(m[key]) for m in step_metrics]))
         if controller is not None:
             state.kl_coef = controller.update(metrics["kl"], size)
         metrics["kl_coef"] = state.kl_coef
         state.step = iteration + 1
-        for key in ("sentence_score", "reward", "kl", "policy_loss", "value_loss"):
+        for key in ("sentence_score", "reward", "kl", "policy_loss", "value_loss", "entropy", "explained_variance",
+                    "clipfrac", "pass_at_k", "sample_accuracy", "response_tokens"):
             state.add_point(f"{name}/{key}", iteration, metrics[key])
         run.log_metrics(state, iteration, metrics)
+        if (rl.eval_every and state.step % rl.eval_every == 0) or state.step == iterations:
+            rl_validation(run, state, train_state.params["policy"], name, state.step)
         bar.set_postfix(score=f"{metrics['sentence_score']:.3f}", kl=f"{metrics['kl']:.3f}", refresh=False)
         steps_per_iteration = len(step_metrics)
         if (state.step * steps_per_iteration) // config.checkpoint.every_steps > \

@@ -97,6 +97,9 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
     check_batches_split(config, mesh.shape["data"] * mesh.shape["fsdp"])
     train = load_split(config.data, config.data.train_split, log)  # bad data stops here, before any write
     test = load_split(config.data, config.data.test_split, log)
+    val = load_split(config.data, config.data.val_split, log) if config.data.val_split and config.rounds else []
+    if val and config.data.val_split == config.data.test_split:
+        log(f"note: data.val_split is the test split ({config.data.test_split}): RL progress is measured on test")
     workdir = Path(config.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     unshared = processes_not_sharing(workdir)
@@ -109,7 +112,7 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
         teacher = AskedByProcessZero(f"{config.teacher.backend} (asked by process 0)")
     tokenizer, policy_model, answer_model, initial_policy = build_models(config, train)
     run = Run(
-        config=config, workdir=workdir, tokenizer=tokenizer, train=train, test=test,
+        config=config, workdir=workdir, tokenizer=tokenizer, train=train, test=test, val=val,
         policy_model=policy_model, value_model=MultimodalT5(policy_model.config, head="value"),
         answer_model=answer_model, initial_policy=initial_policy, mesh=mesh,
         axis_rules=parse_axis_rules(config.mesh.axis_rules), teacher=teacher,
@@ -117,7 +120,7 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
         phase_names=phase_names,
     )
     processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
-    log(f"data: {len(train)} train / {len(test)} test problems; vocab {tokenizer.vocab_size}; model "
+    log(f"data: {len(train)} train / {len(val)} validation / {len(test)} test problems; vocab {tokenizer.vocab_size}; model "
         f"{count_params(run.abstract_params('policy')):,} parameters; mesh "
         f"{' x '.join(f'{name} {size}' for name, size in mesh.shape.items())} over {mesh.devices.size} "
         f"{mesh.devices.flat[0].platform} device(s){processes}; Teacher {teacher.name}; workdir {workdir}")

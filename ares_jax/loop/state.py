@@ -122,6 +122,7 @@ class Run:
     tokenizer: Tokenizer
     train: Sequence[Problem]
     test: Sequence[Problem]
+    val: Sequence[Problem]  # held-out questions the RL rounds are measured on (may be empty)
     policy_model: MultimodalT5
     value_model: MultimodalT5
     answer_model: MultimodalT5

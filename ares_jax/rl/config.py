@@ -13,6 +13,9 @@ class PPOConfig:
     kl_coef: float = 1e-4
     neutral_score: float = 0.5
     reward_placement: str = "sentence"  # "sentence" (ARES) or "sequence" (one score at the last token)
+    # "gae": the method's critic and GAE; "group": no critic, each sentence's reward normalised
+    # against the other samples of its question (rl/advantages.py:group_advantages)
+    advantage: str = "gae"
     gamma: float = 1.0
     gae_lambda: float = 0.95
     whiten_advantages: bool = True
@@ -23,6 +26,8 @@ class PPOConfig:
     def __post_init__(self):
         if self.reward_placement not in ("sentence", "sequence"):
             raise ValueError(f"ppo.reward_placement must be 'sentence' or 'sequence', got {self.reward_placement!r}")
+        if self.advantage not in ("gae", "group"):
+            raise ValueError(f"ppo.advantage must be 'gae' or 'group', got {self.advantage!r}")
         if not 0 < self.clip_range < 1:
             raise ValueError(f"ppo.clip_range must be in (0, 1), got {self.clip_range}")
         if self.accumulation_steps < 1:

@@ -23,7 +23,7 @@ import optax
 from ares_jax.models.generate import SamplingConfig, generate
 from ares_jax.profiling import scoped
 from ares_jax.models.model import MultimodalT5, decoder_inputs
-from ares_jax.rl.advantages import gae, token_rewards, whiten
+from ares_jax.rl.advantages import gae, group_advantages, score_rewards_at_ends, whiten
 from ares_jax.rl.config import PPOConfig
 from ares_jax.rl.loss import ppo_loss
 from ares_jax.train_state import TrainState
@@ -41,10 +41,14 @@ def teacher_forced(model: MultimodalT5, params, batch):
     )
 
 
-def response_logprobs(model: MultimodalT5, params, batch):
-    """Log-probabilities `[B, T]` of the response tokens under `params` (one forward pass)."""
-    logits = teacher_forced(model, params, batch)
-    return jnp.take_along_axis(jax.nn.log_softmax(logits), batch["tokens"][..., None], axis=-1)[..., 0]
+def response_logprobs(model: MultimodalT5, params, batch, with_entropy: bool = False):
+    """Log-probabilities `[B, T]` of the response tokens under `params` (one forward pass); with
+    `with_entropy`, also the entropy `[B, T]` of the model's next-token distribution there."""
+    log_probs = jax.nn.log_softmax(teacher_forced(model, params, batch))
+    chosen = jnp.take_along_axis(log_probs, batch["tokens"][..., None], axis=-1)[..., 0]
+    if not with_entropy:
+        return chosen
+    return chosen, -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
 
 
 def sample_responses(policy: MultimodalT5, params, prompts: dict, rng, sampling: SamplingConfig, k_samples: int,
@@ -63,17 +67,20 @@ def sample_responses(policy: MultimodalT5, params, prompts: dict, rng, sampling:
 
 def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5, shardings=None):
     """One jitted pass: `(params {"policy", "value"}, ref_params, batch) ->
-    {"logprobs", "ref_logprobs", "values"}`, each `[B, T]`, zero on padding. `shardings`
+    {"logprobs", "ref_logprobs", "values", "entropy"}`, each `[B, T]`, zero on padding (entropy:
+    of the policy's next-token distribution, for monitoring). `shardings`
     (`parallel.StepShardings` whose `state` is the {"policy", "value"} params layout): the
     arguments' layout on a mesh; the outputs lie as the batch."""
 
     @scoped("scoring")
     def score(params, ref_params, batch):
         mask = batch["response_mask"].astype(jnp.float32)
+        logprobs, entropy = response_logprobs(policy, params["policy"], batch, with_entropy=True)
         return {
-            "logprobs": response_logprobs(policy, params["policy"], batch) * mask,
+            "logprobs": logprobs * mask,
             "ref_logprobs": response_logprobs(policy, ref_params, batch) * mask,
             "values": teacher_forced(value_model, params["value"], batch) * mask,
+            "entropy": entropy * mask,
         }
 
     layout = {} if shardings is None else dict(
@@ -81,24 +88,25 @@ def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5, shardings=N
     return jax.jit(score, **layout)
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def compute_advantages(batch, config: PPOConfig, kl_coef=None):
-    """Token rewards -> GAE -> (optional) whitening, jitted. Returns (advantages, returns, rewards).
-    `kl_coef` overrides `config.kl_coef` (the adaptive controller's current value)."""
+@functools.partial(jax.jit, static_argnames=("config", "group_size"))
+def compute_advantages(batch, config: PPOConfig, kl_coef=None, group_size: int = 1):
+    """Token rewards -> advantages (GAE over the critic's values, or group-relative with
+    `config.advantage="group"`, the rows in groups of `group_size` samples of one question) ->
+    (optional) whitening, jitted. Returns (advantages, returns, rewards). `kl_coef` overrides
+    `config.kl_coef` (the adaptive controller's current value)."""
     mask = batch["response_mask"]
-    rewards = token_rewards(
-        logprobs=batch["logprobs"],
-        ref_logprobs=batch["ref_logprobs"],
-        mask=mask,
-        segment_ids=batch["segment_ids"],
-        segment_scores=batch["segment_scores"],
-        kl_coef=config.kl_coef if kl_coef is None else kl_coef,
-        neutral_score=config.neutral_score,
-        placement=config.reward_placement,
-    )
-    advantages, returns = gae(
-        rewards=rewards, values=batch["values"], mask=mask, gamma=config.gamma, lam=config.gae_lambda
-    )
+    kl_coef = config.kl_coef if kl_coef is None else kl_coef
+    kl_rewards = -kl_coef * (batch["logprobs"] - batch["ref_logprobs"]) * mask
+    sentence_ends, score_rewards = score_rewards_at_ends(
+        mask=mask, segment_ids=batch["segment_ids"], segment_scores=batch["segment_scores"],
+        neutral_score=config.neutral_score, placement=config.reward_placement)
+    rewards = kl_rewards + score_rewards
+    if config.advantage == "group":
+        advantages, returns = group_advantages(kl_rewards=kl_rewards, score_rewards=score_rewards,
+                                               sentence_end_mask=sentence_ends, mask=mask, group_size=group_size)
+    else:
+        advantages, returns = gae(rewards=rewards, values=batch["values"], mask=mask, gamma=config.gamma,
+                                  lam=config.gae_lambda)
     if config.whiten_advantages:
         advantages = whiten(advantages, mask)
     return advantages, returns, rewards
@@ -156,6 +164,7 @@ def make_ppo_step(
         metrics = jax.tree_util.tree_map(jnp.mean, metrics)
 
         grad_norm = optax.tree.norm(grads)
+        metrics.update(policy_grad_norm=optax.tree.norm(grads["policy"]), value_grad_norm=optax.tree.norm(grads["value"]))
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

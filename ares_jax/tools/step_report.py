@@ -103,7 +103,7 @@ def report(config, repeats: int = 5, log=print) -> dict:
     rl, m = config.rl, config.model
     train = load_split(config.data, config.data.train_split, log)
     tokenizer, policy, answer, initial = build_models(config, train)
-    run = Run(config=config, workdir=Path(config.workdir), tokenizer=tokenizer, train=train, test=[], policy_model=policy,
+    run = Run(config=config, workdir=Path(config.workdir), tokenizer=tokenizer, train=train, test=[], val=[], policy_model=policy,
               value_model=MultimodalT5(policy.config, head="value"), answer_model=answer, teacher=None,
               checkpointer=None, log=log, stop=None, phase_names=[],
               mesh=make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor),
