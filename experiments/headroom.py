@@ -58,7 +58,8 @@ def main(argv=None):
     args, overrides = parser.parse_known_args(argv)
     config = load_config_args(overrides)
     steps = plan(config)
-    run = setup(config, print, StopSignals(), [name for name, _ in steps])
+    run = setup(config, lambda message: print(message, file=sys.stderr), StopSignals(),
+                [name for name, _ in steps])
     state = run.resume()
     policy, answer = state.trees["policy"], state.trees["answer"]
     problems = load_split(config.data, "val")[: args.questions]

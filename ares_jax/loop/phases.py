@@ -136,6 +136,8 @@ def rl_validation(run: Run, state: RunState, policy, name: str, batches: int) ->
     answers = infer_answers(run.answer_model, state.trees["answer"], run.tokenizer, problems, rationales, run.config,
                             run.sampling_layout(run.answer_model))
     metrics = evaluate(rationales, answers, problems, run.teacher, run.config.teacher.concurrency)
+    run.write_json(f"eval/{name}_val_{batches}.json",
+                   [{"id": p.id, "rationale": r, "answer": a} for p, r, a in zip(problems, rationales, answers)])
     spent = state.results.setdefault("teacher_validation", {})
     spent[name] = spent.get(name, 0) + run.teacher.stats.since(before).requests
     points = {
