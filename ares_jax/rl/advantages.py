@@ -22,10 +22,16 @@ def token_rewards(
     sentences the rationale has. `segment_ids [B, T]` is the sentence of each token (-1 on
     padding), `segment_scores [B, S]` the Teacher's scores.
     """
-    kl_penalty = -kl_coef * (jnp.asarray(logprobs, jnp.float32) - jnp.asarray(ref_logprobs, jnp.float32))
-    rewarded, score_rewards = score_rewards_at_ends(mask=mask, segment_ids=segment_ids, segment_scores=segment_scores,
-                                                    neutral_score=neutral_score, placement=placement)
-    return (kl_penalty + score_rewards) * jnp.asarray(mask, jnp.float32)
+    _, score_rewards = score_rewards_at_ends(mask=mask, segment_ids=segment_ids, segment_scores=segment_scores,
+                                             neutral_score=neutral_score, placement=placement)
+    return kl_rewards(logprobs=logprobs, ref_logprobs=ref_logprobs, mask=mask, kl_coef=kl_coef) + score_rewards
+
+
+def kl_rewards(*, logprobs, ref_logprobs, mask, kl_coef):
+    """The KL part of the token rewards `[B, T]`: `-kl_coef * (logprobs - ref_logprobs)` on
+    response tokens, 0 on padding."""
+    difference = jnp.asarray(logprobs, jnp.float32) - jnp.asarray(ref_logprobs, jnp.float32)
+    return -kl_coef * difference * jnp.asarray(mask, jnp.float32)
 
 
 def score_rewards_at_ends(*, mask, segment_ids, segment_scores, neutral_score, placement="sentence"):

@@ -23,7 +23,7 @@ import optax
 from ares_jax.models.generate import SamplingConfig, generate
 from ares_jax.profiling import scoped
 from ares_jax.models.model import MultimodalT5, decoder_inputs
-from ares_jax.rl.advantages import gae, group_advantages, score_rewards_at_ends, whiten
+from ares_jax.rl.advantages import gae, group_advantages, kl_rewards, score_rewards_at_ends, whiten
 from ares_jax.rl.config import PPOConfig
 from ares_jax.rl.loss import ppo_loss
 from ares_jax.train_state import TrainState
@@ -96,13 +96,13 @@ def compute_advantages(batch, config: PPOConfig, kl_coef=None, group_size: int =
     `config.kl_coef` (the adaptive controller's current value)."""
     mask = batch["response_mask"]
     kl_coef = config.kl_coef if kl_coef is None else kl_coef
-    kl_rewards = -kl_coef * (batch["logprobs"] - batch["ref_logprobs"]) * mask
+    kl_penalty = kl_rewards(logprobs=batch["logprobs"], ref_logprobs=batch["ref_logprobs"], mask=mask, kl_coef=kl_coef)
     sentence_ends, score_rewards = score_rewards_at_ends(
         mask=mask, segment_ids=batch["segment_ids"], segment_scores=batch["segment_scores"],
         neutral_score=config.neutral_score, placement=config.reward_placement)
-    rewards = kl_rewards + score_rewards
+    rewards = kl_penalty + score_rewards
     if config.advantage == "group":
-        advantages, returns = group_advantages(kl_rewards=kl_rewards, score_rewards=score_rewards,
+        advantages, returns = group_advantages(kl_rewards=kl_penalty, score_rewards=score_rewards,
                                                sentence_end_mask=sentence_ends, mask=mask, group_size=group_size)
     else:
         advantages, returns = gae(rewards=rewards, values=batch["values"], mask=mask, gamma=config.gamma,
