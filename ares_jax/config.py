@@ -179,6 +179,10 @@ class RLConfig:
     # start of each round and every `eval_every` rollout batches (0: at the start and end only).
     eval_every: int = 2
     val_questions: int = 0
+    # The first rollout batches of the first round (whose value model is the policy's trunk with a
+    # fresh head) train only the value model: a fresh head's values would otherwise be most of the
+    # first advantages. They count in the round's batches.
+    value_warmup_batches: int = 0
 
     @property
     def optimizer_steps(self) -> int:
@@ -189,8 +193,11 @@ class RLConfig:
     def __post_init__(self):
         _positive(self, "questions_per_round", "prompts_per_rollout", "k_samples", "top_k", "temperature",
                   "epochs", "minibatch_size", "learning_rate", "kl_horizon")
-        if self.weight_decay < 0 or self.kl_target < 0 or self.eval_every < 0 or self.val_questions < 0:
-            raise _FieldError("weight_decay, kl_target, eval_every and val_questions must be >= 0")
+        if min(self.weight_decay, self.kl_target, self.eval_every, self.val_questions, self.value_warmup_batches) < 0:
+            raise _FieldError("weight_decay, kl_target, eval_every, val_questions and value_warmup_batches must be >= 0")
+        if self.value_warmup_batches >= self.questions_per_round // self.prompts_per_rollout:
+            raise _FieldError(f"value_warmup_batches ({self.value_warmup_batches}) must leave rollout batches for the "
+                              f"policy ({self.questions_per_round // self.prompts_per_rollout} in a round)")
         if self.questions_per_round % self.prompts_per_rollout:
             raise _FieldError(f"questions_per_round ({self.questions_per_round}) must be a multiple of "
                               f"prompts_per_rollout ({self.prompts_per_rollout}): rollout batches have one shape")

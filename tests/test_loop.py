@@ -88,6 +88,13 @@ def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
     assert report["rl_validation"]["rl_1"]["accuracy"] == [report["curves"]["rl_1/val_accuracy"][0][1],
                                                            report["curves"]["rl_1/val_accuracy"][-1][1]]
     assert "RL on held-out questions" in markdown
+    # the rationales' own conclusions, recounted from the written validation rationales
+    from ares_jax.data.prompts import parse_answer
+    from ares_jax.data.shapes.task import ShapesTaskConfig, make_split
+    val = {p.id: p for p in make_split(ShapesTaskConfig(), "val", 8)}
+    written = json.loads((workdir / "eval" / "rl_1_val_4.json").read_text())
+    right = [parse_answer(r["rationale"], len(val[r["id"]].choices)) == val[r["id"]].answer for r in written]
+    assert report["curves"]["rl_1/val_conclusion_accuracy"][-1][1] == pytest.approx(sum(right) / len(right))
     corrections = json.loads((workdir / "corrections" / "round_1.json").read_text())
     assert len(corrections) == 16 and {"id", "rl_rationale", "corrected"} == set(corrections[0])
 

@@ -103,6 +103,27 @@ def test_non_finite_batch_is_skipped_bit_for_bit(setup):
     jax.tree_util.tree_map(np.testing.assert_array_equal, (state.params, state.opt_state), before)
 
 
+def test_value_warm_up_step_moves_only_the_value_model(setup):
+    """The value-only step: the policy comes back bit for bit (no weight decay either), the value
+    model takes the same update as in the full step, and its value loss falls over a few steps."""
+    params, scoring = setup
+    batch, _ = rollout(params, params["policy"], scoring, seed=5, config=PPOConfig())
+    tx = adamw(1e-3, weight_decay=0.1)
+    full = make_ppo_step(POLICY, VALUE, tx, PPOConfig())(TrainState.create(jax.tree_util.tree_map(jnp.copy, params), tx),
+                                                         batch)[0]
+    step = make_ppo_step(POLICY, VALUE, tx, PPOConfig(), value_only=True)
+    state = TrainState.create(jax.tree_util.tree_map(jnp.copy, params), tx)
+    losses = []
+    for _ in range(5):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["value_loss"]))
+        if len(losses) == 1:
+            # the two models' gradients are separate, so the value half equals the full step's
+            jax.tree_util.tree_map(np.testing.assert_array_equal, state.params["value"], full.params["value"])
+    jax.tree_util.tree_map(np.testing.assert_array_equal, state.params["policy"], params["policy"])
+    assert losses[-1] < losses[0], losses
+
+
 def test_accumulated_micro_batches_equal_one_big_batch(setup):
     params, scoring = setup
     batch, _ = rollout(params, params["policy"], scoring, seed=4, config=PPOConfig())

@@ -24,7 +24,7 @@ from ares_jax.eval.evaluate import evaluate
 from ares_jax.eval.metrics import win_rate
 from ares_jax.eval.report import METHOD_NAMES
 from ares_jax.loop.generation import ANSWER_TOKENS, infer_answers, model_images, write_rationales
-from ares_jax.loop.rollout import collect_rollout
+from ares_jax.loop.rollout import collect_rollout, conclusion_rates
 from ares_jax.loop.state import Run, RunState, copy_tree
 from ares_jax.models import MultimodalT5, init_params, transplant
 from ares_jax.models.lora import lora_labels
@@ -143,6 +143,8 @@ def rl_validation(run: Run, state: RunState, policy, name: str, batches: int) ->
     points = {
         "val_sentence_score": metrics["mean_sentence_score"] or 0.0,
         "val_accuracy": metrics["answer_accuracy"],
+        # the rationale's own "The answer is (X)": separates the policy from the answer model reading it
+        "val_conclusion_accuracy": conclusion_rates(rationales, problems, 1)["sample_accuracy"],
         **{f"val_accuracy_{kind}": value for kind, value in metrics["answer_accuracy_by_kind"].items()},
         "val_response_tokens": float(np.mean([len(run.tokenizer.encode(r, add_eos=False)) for r in rationales])),
         **{f"val_{defect}": value for defect, value in metrics["fluency"].items()},
@@ -151,7 +153,7 @@ def rl_validation(run: Run, state: RunState, policy, name: str, batches: int) ->
         state.add_point(f"{name}/{key}", batches, value)
     run.log_metrics(state, batches, points)
     run.log(f"{name} validation after {batches} rollout batches ({len(problems)} questions): accuracy "
-            f"{points['val_accuracy']:.3f}, sentence score {points['val_sentence_score']:.3f}, "
+            f"{points['val_accuracy']:.3f} (its own conclusion {points['val_conclusion_accuracy']:.3f}), sentence score {points['val_sentence_score']:.3f}, "
             f"{points['val_response_tokens']:.1f} tokens")
 
 
@@ -173,7 +175,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
         if "value" not in state.trees:
             fresh = init_params(run.value_model, jax.random.key(config.seed + 2))
             state.trees["value"] = transplant(state.trees["policy"], fresh)
-    optimizer, ppo_step, scoring, layout = run.rl_trainer()
+    optimizer, ppo_step, value_step, scoring, layout = run.rl_trainer()
     params = copy_tree({"policy": state.trees["policy"], "value": state.trees["value"]})
     train_state = run.restore_train(state, jax.device_put(TrainState.create(params, optimizer), layout))
     reference = jax.device_put(state.trees["reference"], run.param_layout(run.policy_model))
@@ -189,6 +191,8 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
         with jax.profiler.TraceAnnotation("rollout"):
             buffer, metrics = collect_rollout(run, train_state.params, reference, problems,
                                               run.key(state, iteration), state.kl_coef, scoring)
+        # the first round's value model starts with a fresh head: its first batches may train it alone
+        step_fn = value_step if round_index == 1 and iteration < rl.value_warmup_batches else ppo_step
         order_rng = np.random.default_rng([config.seed, state.phase_index, iteration])
         size = len(problems) * rl.k_samples
         step_metrics = []
@@ -201,7 +205,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
                 minibatch = jax.device_put(jax.tree_util.tree_map(lambda x: x[rows], buffer), run.rows)
                 window.before(run.ppo_steps)
                 with jax.profiler.StepTraceAnnotation("ppo", step_num=run.ppo_steps):
-                    train_state, m = ppo_step(train_state, minibatch)
+                    train_state, m = step_fn(train_state, minibatch)
                 window.after(run.ppo_steps, train_state)
                 run.ppo_steps += 1
                 step_metrics.append(m)

@@ -195,17 +195,20 @@ class Run:
         return self._compiled[key]
 
     def rl_trainer(self):
-        """(optimizer, jitted PPO step, jitted scoring pass, train-state layout) of the RL rounds."""
+        """(optimizer, jitted PPO step, jitted value-only warm-up step, jitted scoring pass,
+        train-state layout) of the RL rounds."""
         if "rl" not in self._compiled:
             rl = self.config.rl
             optimizer = adamw(rl.learning_rate, weight_decay=rl.weight_decay)
             params = {"policy": self.param_layout(self.policy_model), "value": self.param_layout(self.value_model)}
             abstract = {name: self.abstract_params(name) for name in params}
             layout = state_shardings(params, optimizer, abstract, self.mesh)
-            self._compiled["rl"] = (
-                optimizer,
+            ppo_step, value_step = (
                 make_ppo_step(self.policy_model, self.value_model, optimizer, self.config.ppo,
-                              StepShardings(layout, self.rows)),
+                              StepShardings(layout, self.rows), value_only=value_only)
+                for value_only in (False, True))
+            self._compiled["rl"] = (
+                optimizer, ppo_step, value_step,
                 make_scoring_fn(self.policy_model, self.value_model, StepShardings(params, self.rows)),
                 layout,
             )

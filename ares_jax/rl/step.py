@@ -114,9 +114,11 @@ def compute_advantages(batch, config: PPOConfig, kl_coef=None, group_size: int =
 
 def make_ppo_step(
     policy: MultimodalT5, value_model: MultimodalT5, optimizer: optax.GradientTransformation, config: PPOConfig,
-    shardings=None,
+    shardings=None, value_only: bool = False,
 ):
     """A jitted `(state, batch) -> (state, metrics)` over policy and value parameters together.
+    `value_only`: the value model's warm-up step; the loss and metrics are the same, but the
+    policy's parameters come back unchanged (no gradient step, no weight decay).
 
     The batch (old `logprobs`, `advantages`, `returns` included) is split into
     `config.accumulation_steps` micro-batches whose gradients are summed by a `lax.scan` before
@@ -168,6 +170,8 @@ def make_ppo_step(
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if value_only:
+            params = {**params, "policy": state.params["policy"]}
         # Keep the old state (bit for bit) when the batch is not finite.
         keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
         new_state = state.replace(

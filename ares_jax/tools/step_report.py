@@ -140,7 +140,7 @@ def report(config, repeats: int = 5, log=print) -> dict:
                                  laid.get("image")), repeats, False),
                         batch=f"{rows} x {m.max_source_length} -> {T} new tokens"))
 
-    optimizer, ppo_step, scoring, layout = run.rl_trainer()
+    optimizer, ppo_step, _, scoring, layout = run.rl_trainer()
     value_params = init_params(run.value_model, jax.random.key(2))
     both = {"policy": jax.tree_util.tree_map(jnp.copy, params), "value": value_params}
     both_laid = jax.device_put(jax.tree_util.tree_map(jnp.copy, both), layout.params)
