@@ -171,7 +171,7 @@ class RLConfig:
     temperature: float = 1.0
     epochs: int = 4
     minibatch_size: int = 64
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-4  # 3e-4 drifts within two rollout batches (README: "Why RL did not learn")
     weight_decay: float = 0.01
     kl_target: float = 0.0  # > 0: adapt ppo.kl_coef toward this KL (per token); 0: fixed
     kl_horizon: int = 10000
@@ -181,8 +181,9 @@ class RLConfig:
     val_questions: int = 0
     # The first rollout batches of the first round (whose value model is the policy's trunk with a
     # fresh head) train only the value model: a fresh head's values would otherwise be most of the
-    # first advantages. They count in the round's batches.
-    value_warmup_batches: int = 0
+    # first advantages. They count in the round's batches, and leave the policy at least one.
+    # Not with ppo.advantage=group, whose advantages do not read the value model.
+    value_warmup_batches: int = 2
 
     @property
     def optimizer_steps(self) -> int:
@@ -195,9 +196,6 @@ class RLConfig:
                   "epochs", "minibatch_size", "learning_rate", "kl_horizon")
         if min(self.weight_decay, self.kl_target, self.eval_every, self.val_questions, self.value_warmup_batches) < 0:
             raise _FieldError("weight_decay, kl_target, eval_every, val_questions and value_warmup_batches must be >= 0")
-        if self.value_warmup_batches >= self.questions_per_round // self.prompts_per_rollout:
-            raise _FieldError(f"value_warmup_batches ({self.value_warmup_batches}) must leave rollout batches for the "
-                              f"policy ({self.questions_per_round // self.prompts_per_rollout} in a round)")
         if self.questions_per_round % self.prompts_per_rollout:
             raise _FieldError(f"questions_per_round ({self.questions_per_round}) must be a multiple of "
                               f"prompts_per_rollout ({self.prompts_per_rollout}): rollout batches have one shape")

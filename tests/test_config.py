@@ -46,6 +46,8 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("rl.questions_per_round=100", "rl.questions_per_round (100) must be a multiple of prompts_per_rollout (64)"),
         ("rl.minibatch_size=48", "rl.minibatch_size (48) must divide prompts_per_rollout x k_samples (256)"),
         ("rounds=-1", "rounds must be >= 0"),
+        ("rl.value_warmup_batches=-1", "rl.weight_decay, kl_target, eval_every, val_questions and value_warmup_batches "
+                                       "must be >= 0"),
         ("method=dpo", "method must be one of ('ares', 'rl_only', 'sft_more'), got 'dpo'"),
         ("distributed.coordinator_address=10.0.0.2:8476",
          "distributed.coordinator_address is given but enabled is false"),

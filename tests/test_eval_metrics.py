@@ -77,3 +77,15 @@ def test_mean_with_ci95_by_hand():
     mean, low, high = mean_with_ci95([1, 0, 1, 0])
     assert mean == 0.5 and abs(low - (0.5 - 0.565803)) < 1e-6 and abs(high - (0.5 + 0.565803)) < 1e-6
     assert mean_with_ci95([0.25]) == (0.25, 0.25, 0.25) and mean_with_ci95([]) == (0.0, 0.0, 0.0)
+
+
+def test_the_report_names_the_rl_settings():
+    from ares_jax.config import load_config_args, to_dict
+    from ares_jax.eval.report import _rl_settings_lines
+
+    group = to_dict(load_config_args(["method=rl_only", "ppo.advantage=group", "ppo.whiten_advantages=false"]))
+    assert _rl_settings_lines(group)[0] == (
+        "RL: rewards at sentence ends, group-relative sentence advantages (no critic), advantages not whitened, "
+        "KL coefficient 0.0001, learning rate 0.0001, 4 PPO epochs per rollout batch, sampling temperature 1.0.")
+    assert _rl_settings_lines(to_dict(load_config_args(["rounds=0"]))) == []
+    assert _rl_settings_lines(to_dict(load_config_args(["method=sft_more"]))) == []

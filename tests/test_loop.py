@@ -88,6 +88,13 @@ def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
     assert report["rl_validation"]["rl_1"]["accuracy"] == [report["curves"]["rl_1/val_accuracy"][0][1],
                                                            report["curves"]["rl_1/val_accuracy"][-1][1]]
     assert "RL on held-out questions" in markdown
+    assert ("RL: rewards at sentence ends, GAE (gamma 1.0, lambda 0.95) over the value model, warmed up alone on "
+            "the first 2 rollout batches, advantages whitened, KL coefficient 0.0001, learning rate 0.0001") in markdown
+    # rl.value_warmup_batches (2 by default): the first two rollout batches train only the value
+    # model, so the policy still equals the reference when the third batch is sampled
+    assert [kl for _, kl in report["curves"]["rl_1/kl"]][:3] == [0.0, 0.0, 0.0]
+    assert report["curves"]["rl_1/kl"][3][1] != 0.0
+    assert (workdir / "eval" / "rl_1_val_0.json").read_text() == (workdir / "eval" / "rl_1_val_2.json").read_text()
     # the rationales' own conclusions, recounted from the written validation rationales
     from ares_jax.data.prompts import parse_answer
     from ares_jax.data.shapes.task import ShapesTaskConfig, make_split

@@ -72,6 +72,23 @@ def _validation_lines(summary: dict) -> list[str]:
     return lines + [""]
 
 
+def _rl_settings_lines(config: dict) -> list[str]:
+    """One line naming the RL settings a run's rounds used (none for runs without RL rounds)."""
+    if not config.get("rounds") or config.get("method") == "sft_more":
+        return []
+    ppo, rl = config["ppo"], config["rl"]
+    if ppo["advantage"] == "group":
+        estimator = "group-relative sentence advantages (no critic)"
+    else:
+        estimator = f"GAE (gamma {ppo['gamma']}, lambda {ppo['gae_lambda']}) over the value model"
+        if rl["value_warmup_batches"]:
+            estimator += f", warmed up alone on the first {rl['value_warmup_batches']} rollout batches"
+    whitened = "whitened" if ppo["whiten_advantages"] else "not whitened"
+    return [f"RL: rewards at {ppo['reward_placement']} ends, {estimator}, advantages {whitened}, "
+            f"KL coefficient {ppo['kl_coef']}, learning rate {rl['learning_rate']}, {rl['epochs']} PPO epochs "
+            f"per rollout batch, sampling temperature {rl['temperature']}.", ""]
+
+
 def _markdown(report: dict) -> str:
     phases = report["phases"]
     labels = list(phases)
@@ -103,6 +120,7 @@ def _markdown(report: dict) -> str:
         "both orders).", "",
         *rows, "",
         *_validation_lines(report.get("rl_validation", {})),
+        *_rl_settings_lines(report["config"]),
         f"Teacher `{teacher['name']}`: {teacher['requests']} requests, {teacher['cache_hits']} cache hits, "
         f"{teacher['unscored']} unscored, ${teacher['cost_usd']:.4f}. Run time {report['seconds']:.0f} s.", "",
         "## Examples (test split)", "",

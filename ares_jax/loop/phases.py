@@ -184,7 +184,12 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     name = f"rl_{round_index}"
     bar = tqdm(range(state.step, iterations), desc=f"{name} rollouts", initial=state.step, total=iterations,
                leave=False, disable=not run.primary)
+    # only the critic's advantages (gae) need a warmed-up value model; the policy keeps at least one batch
+    warmup_batches = min(rl.value_warmup_batches, iterations - 1) if config.ppo.advantage == "gae" else 0
     if state.step == 0:
+        if round_index == 1 and warmup_batches:
+            run.log(f"{name}: the first {warmup_batches} of {iterations} rollout batches train only the value model "
+                    "(rl.value_warmup_batches)")
         rl_validation(run, state, train_state.params["policy"], name, 0)
     for iteration in bar:
         problems = questions[iteration * rl.prompts_per_rollout:(iteration + 1) * rl.prompts_per_rollout]
@@ -192,7 +197,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
             buffer, metrics = collect_rollout(run, train_state.params, reference, problems,
                                               run.key(state, iteration), state.kl_coef, scoring)
         # the first round's value model starts with a fresh head: its first batches may train it alone
-        step_fn = value_step if round_index == 1 and iteration < rl.value_warmup_batches else ppo_step
+        step_fn = value_step if round_index == 1 and iteration < warmup_batches else ppo_step
         order_rng = np.random.default_rng([config.seed, state.phase_index, iteration])
         size = len(problems) * rl.k_samples
         step_metrics = []
