@@ -1,0 +1,52 @@
+"""RL only at the default budget against its baseline, over seeds: the table of README's "Why RL did
+not learn, and what changed".
+
+    python experiments/rl_only_table.py --baselines runs/base_s{0,1,2} --arm gae=runs/final/gae_s{0,1,2} \
+        --arm group=runs/final/group_s{0,1,2}
+
+Each baseline is a finished `rounds=0` run, each arm run a finished `method=rl_only` run started
+from the same seed's baseline (`baseline_from`), listed in the same seed order. Prints
+`reproduce.py`'s table (mean ± standard deviation over seeds; the change against the same seed's
+baseline is paired) and the greedy validation sentence score and accuracy at the start and end
+of each RL round, per seed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reproduce import arm_figures, summarize, table  # noqa: E402
+
+from ares_jax.config import Config, _build  # noqa: E402
+
+
+def figures(workdir: str) -> tuple[dict, dict]:
+    """(reproduce.py's figures of the run, its held-out curves per RL round)."""
+    report = json.loads((Path(workdir) / "report.json").read_text())
+    return arm_figures(report, _build(Config, report["config"])), report.get("rl_validation", {})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--baselines", nargs="+", required=True)
+    parser.add_argument("--arm", nargs="+", action="append", required=True, help="NAME=RUN RUN ...")
+    args = parser.parse_args()
+    runs = {"baseline": {seed: figures(run)[0] for seed, run in enumerate(args.baselines)}}
+    validation = {}
+    for name, *rest in args.arm:
+        name, first = name.split("=", 1)
+        for seed, run in enumerate([first, *rest]):
+            runs.setdefault(name, {})[seed], validation[(name, seed)] = figures(run)
+    print(table(summarize(runs)))
+    print("\n| arm | seed | round | val accuracy | val sentence score |\n|---|---|---|---|---|")
+    for (name, seed), rounds in validation.items():
+        for phase, metrics in rounds.items():
+            acc, score = metrics["accuracy"], metrics["sentence_score"]
+            print(f"| {name} | {seed} | {phase} | {acc[0]:.1%} → {acc[1]:.1%} | {score[0]:.3f} → {score[1]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
