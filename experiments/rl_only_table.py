@@ -36,9 +36,9 @@ def main() -> None:
     args = parser.parse_args()
     runs = {"baseline": {seed: figures(run)[0] for seed, run in enumerate(args.baselines)}}
     validation = {}
-    for name, *rest in args.arm:
-        name, first = name.split("=", 1)
-        for seed, run in enumerate([first, *rest]):
+    for items in args.arm:  # NAME=RUN RUN ... (or NAME=RUN NAME=RUN ..., as a shell's braces give it)
+        name = items[0].split("=", 1)[0]
+        for seed, run in enumerate(item.split("=", 1)[-1] for item in items):
             runs.setdefault(name, {})[seed], validation[(name, seed)] = figures(run)
     print(table(summarize(runs)))
     print("\n| arm | seed | round | val accuracy | val sentence score |\n|---|---|---|---|---|")
