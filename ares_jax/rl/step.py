@@ -117,8 +117,9 @@ def make_ppo_step(
     shardings=None, value_only: bool = False,
 ):
     """A jitted `(state, batch) -> (state, metrics)` over policy and value parameters together.
-    `value_only`: the value model's warm-up step; the loss and metrics are the same, but the
-    policy's parameters come back unchanged (no gradient step, no weight decay).
+    `value_only`: the value model's warm-up step; the loss is the same, but the policy's gradient
+    is zeroed (its Adam moments stay 0, the gradient clip sees only the value model's) and its
+    parameters come back unchanged (no weight decay either).
 
     The batch (old `logprobs`, `advantages`, `returns` included) is split into
     `config.accumulation_steps` micro-batches whose gradients are summed by a `lax.scan` before
@@ -163,6 +164,8 @@ def make_ppo_step(
         zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
         grads, metrics = jax.lax.scan(accumulate, zeros, micro_batches)
         grads = jax.tree_util.tree_map(lambda g: g / accumulation, grads)
+        if value_only:  # no policy gradient: it neither moves the policy's Adam moments nor shares the clip
+            grads = {**grads, "policy": jax.tree_util.tree_map(jnp.zeros_like, grads["policy"])}
         metrics = jax.tree_util.tree_map(jnp.mean, metrics)
 
         grad_norm = optax.tree.norm(grads)
