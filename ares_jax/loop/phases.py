@@ -153,8 +153,8 @@ def rl_validation(run: Run, state: RunState, policy, name: str, batches: int) ->
         state.add_point(f"{name}/{key}", batches, value)
     run.log_metrics(state, batches, points)
     run.log(f"{name} validation after {batches} rollout batches ({len(problems)} questions): accuracy "
-            f"{points['val_accuracy']:.3f} (its own conclusion {points['val_conclusion_accuracy']:.3f}), sentence score {points['val_sentence_score']:.3f}, "
-            f"{points['val_response_tokens']:.1f} tokens")
+            f"{points['val_accuracy']:.3f} (its own conclusion {points['val_conclusion_accuracy']:.3f}), "
+            f"sentence score {points['val_sentence_score']:.3f}, {points['val_response_tokens']:.1f} tokens")
 
 
 def _questions(run: Run, count: int, *salt: int):
@@ -166,7 +166,9 @@ def _questions(run: Run, count: int, *salt: int):
 def rl_round(run: Run, state: RunState, round_index: int) -> None:
     """ARES stage 1: rollouts scored sentence by sentence by the Teacher, PPO over each buffer.
     The reference policy is the policy as the round starts; the value model starts from the
-    policy's trunk with a fresh head (first round) and carries over between rounds."""
+    policy's trunk with a fresh head (first round), trains alone on the first
+    `rl.value_warmup_batches` rollout batches of that round (GAE only), and carries over between
+    rounds."""
     config, rl = run.config, run.config.rl
     questions = _questions(run, rl.questions_per_round, round_index, 0)
     iterations = len(questions) // rl.prompts_per_rollout
