@@ -2,9 +2,9 @@
 
     .venv/bin/python experiments/val_table.py runs/tune/*
 
-Per run: its overrides (from the run's config), the greedy answer accuracy and mean sentence score on
-the validation split at each evaluation of the RL round, the response length at the start and the end,
-and the last rollout batch's KL to the reference. Reads only report.json (a finished run)."""
+Per run (named by its folder): the greedy answer accuracy and mean sentence score on the validation
+split at each evaluation of the RL round, the response length at the start and the end, and the last
+rollout batch's KL to the reference. Reads only report.json (a finished run)."""
 
 import json
 import pathlib

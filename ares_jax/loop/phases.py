@@ -186,10 +186,12 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     name = f"rl_{round_index}"
     bar = tqdm(range(state.step, iterations), desc=f"{name} rollouts", initial=state.step, total=iterations,
                leave=False, disable=not run.primary)
-    # only the critic's advantages (gae) need a warmed-up value model; the policy keeps at least one batch
-    warmup_batches = min(rl.value_warmup_batches, iterations - 1) if config.ppo.advantage == "gae" else 0
+    # only round 1's value model has a fresh head, and only the critic's advantages (gae) read it;
+    # the policy keeps at least one batch
+    fresh_critic = round_index == 1 and config.ppo.advantage == "gae"
+    warmup_batches = min(rl.value_warmup_batches, iterations - 1) if fresh_critic else 0
     if state.step == 0:
-        if round_index == 1 and warmup_batches:
+        if warmup_batches:
             run.log(f"{name}: the first {warmup_batches} of {iterations} rollout batches train only the value model "
                     "(rl.value_warmup_batches)")
         rl_validation(run, state, train_state.params["policy"], name, 0)
@@ -198,8 +200,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
         with jax.profiler.TraceAnnotation("rollout"):
             buffer, metrics = collect_rollout(run, train_state.params, reference, problems,
                                               run.key(state, iteration), state.kl_coef, scoring)
-        # the first round's value model starts with a fresh head: its first batches may train it alone
-        step_fn = value_step if round_index == 1 and iteration < warmup_batches else ppo_step
+        step_fn = value_step if iteration < warmup_batches else ppo_step
         order_rng = np.random.default_rng([config.seed, state.phase_index, iteration])
         size = len(problems) * rl.k_samples
         step_metrics = []
