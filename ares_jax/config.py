@@ -529,6 +529,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     return _build(Config, tree)
 
 
+def config_from_dict(values: dict) -> Config:
+    """The config a plain nested dict holds (a report's `config`, `to_dict`'s output), checked
+    like a YAML file's."""
+    return _build(Config, values)
+
+
 def load_config_args(args: list[str]) -> Config:
     """The config a command line names: `config=FILE.yaml` (optional) and `key=value` overrides."""
     files = [a.split("=", 1)[1] for a in args if a.startswith("config=")]

@@ -49,9 +49,11 @@ def arm_figures(report: dict, config) -> dict:
         "rouge_l": final["rouge_l"],
         "sentence_score": final["mean_sentence_score"],
         **{defect: final["fluency"][defect] for defect in FLUENCY},
+        # the held-out checks inside RL rounds are not feedback (those after SFT fall in sft_/gold_ phases)
         "teacher_requests": sum(spent["requests"] for phase, spent in by_phase.items()
                                 if phase.startswith(TRAINING_PHASES))
-        - sum(report["teacher"].get("validation_requests", {}).values()),  # RL rounds' held-out checks
+        - sum(spent for phase, spent in report["teacher"].get("validation_requests", {}).items()
+              if phase.startswith(TRAINING_PHASES)),
         "steps_after_baseline": config.rounds * config.steps_per_round,  # PPO + SFT optimizer steps
         "minutes": report["seconds"] / 60,
         "phases": {label: {"answer_accuracy": e["answer_accuracy"], **{d: e["fluency"][d] for d in FLUENCY}}

@@ -7,8 +7,8 @@ not learn, and what changed".
 Each baseline is a finished `rounds=0` run, each arm run a finished `method=rl_only` run started
 from the same seed's baseline (`baseline_from`), listed in the same seed order. Prints
 `reproduce.py`'s table (mean ± standard deviation over seeds; the change against the same seed's
-baseline is paired) and the greedy validation sentence score and accuracy at the start and end
-of each RL round, per seed."""
+baseline is paired) and the greedy validation sentence score and accuracy after each phase, per
+seed."""
 
 from __future__ import annotations
 
@@ -20,13 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from reproduce import arm_figures, summarize, table  # noqa: E402
 
-from ares_jax.config import Config, _build  # noqa: E402
+from ares_jax.config import config_from_dict  # noqa: E402
+from ares_jax.eval.report import validation_summary  # noqa: E402
 
 
 def figures(workdir: str) -> tuple[dict, dict]:
-    """(reproduce.py's figures of the run, its held-out curves per RL round)."""
+    """(reproduce.py's figures of the run, its greedy validation figures after each phase)."""
     report = json.loads((Path(workdir) / "report.json").read_text())
-    return arm_figures(report, _build(Config, report["config"])), report.get("rl_validation", {})
+    return arm_figures(report, config_from_dict(report["config"])), validation_summary(report["curves"])
 
 
 def main() -> None:
@@ -41,11 +42,10 @@ def main() -> None:
         for seed, run in enumerate(item.split("=", 1)[-1] for item in items):
             runs.setdefault(name, {})[seed], validation[(name, seed)] = figures(run)
     print(table(summarize(runs)))
-    print("\n| arm | seed | round | val accuracy | val sentence score |\n|---|---|---|---|---|")
-    for (name, seed), rounds in validation.items():
-        for phase, metrics in rounds.items():
-            acc, score = metrics["accuracy"], metrics["sentence_score"]
-            print(f"| {name} | {seed} | {phase} | {acc[0]:.1%} → {acc[1]:.1%} | {score[0]:.3f} → {score[1]:.3f} |")
+    print("\n| arm | seed | after | val accuracy | val sentence score |\n|---|---|---|---|---|")
+    for (name, seed), phases in validation.items():
+        for phase, metrics in phases.items():
+            print(f"| {name} | {seed} | {phase} | {metrics['accuracy']:.1%} | {metrics['sentence_score']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -61,10 +61,11 @@ def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
     assert losses[-1] < 0.6 * losses[0]
     teacher = report["teacher"]
     # Requests: 12 baseline scores + 4 x 16 rollout scores + 3 x 8 validation scores (before the
-    # round, after rollout batches 2 and 4) + 12 after RL + 16 corrections + 12 after SFT + 24
-    # judgements; repeated identical ones are cache hits.
-    assert teacher["requests"] + teacher["cache_hits"] == 12 + 64 + 24 + 12 + 16 + 12 + 24
+    # round, after rollout batches 2 and 4) + 12 after RL + 16 corrections + 8 validation scores
+    # after the correction SFT + 12 after SFT + 24 judgements; repeated identical ones are cache hits.
+    assert teacher["requests"] + teacher["cache_hits"] == 12 + 64 + 24 + 12 + 16 + 8 + 12 + 24
     assert 0 < teacher["validation_requests"]["rl_1"] <= 24
+    assert 0 < teacher["validation_requests"]["sft_1"] <= 8
     with sqlite3.connect(workdir / "teacher_cache.sqlite") as db:
         assert teacher["requests"] == db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
     assert most_writes(workdir) == 1
@@ -82,12 +83,24 @@ def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
     assert all(line["entropy"] > 0 and 0 <= line["sample_accuracy"] <= line["pass_at_k"] <= 1 for line in rollouts)
     # RL progress on held-out questions: greedy on the 8 validation problems before the round and
     # after every 2 rollout batches (rl.eval_every), in the log, the curves and the report.
+    from ares_jax.data.prompts import parse_answer
+    from ares_jax.data.shapes.task import ShapesTaskConfig, make_split
+    val = {p.id: p for p in make_split(ShapesTaskConfig(), "val", 8)}
     validations = [line for line in lines if line["phase"] == "rl_1" and "val_accuracy" in line]
     assert [line["step"] for line in validations] == [0, 2, 4]
     assert [x for x, _ in report["curves"]["rl_1/val_sentence_score"]] == [0, 2, 4]
-    assert report["rl_validation"]["rl_1"]["accuracy"] == [report["curves"]["rl_1/val_accuracy"][0][1],
-                                                           report["curves"]["rl_1/val_accuracy"][-1][1]]
-    assert "RL on held-out questions" in markdown
+    # ... and once after the correction SFT (at its last step); the report's table: the baseline
+    # (RL 1's start), after RL 1, after SFT 1
+    assert [x for x, _ in report["curves"]["sft_1/val_accuracy"]] == [4]
+    assert list(report["validation"]) == ["baseline", "rl_1", "sft_1"]
+    assert [report["validation"][label]["accuracy"] for label in report["validation"]] == [
+        report["curves"]["rl_1/val_accuracy"][0][1], report["curves"]["rl_1/val_accuracy"][-1][1],
+        report["curves"]["sft_1/val_accuracy"][0][1]]
+    written = json.loads((workdir / "eval" / "sft_1_val_4.json").read_text())
+    assert report["validation"]["sft_1"]["accuracy"] == pytest.approx(
+        sum(r["answer"] == val[r["id"]].answer for r in written) / len(written))
+    assert "## Held-out questions (validation split, greedy), after each phase" in markdown
+    assert "| | baseline | after RL 1 | after SFT 1 |" in markdown
     assert ("RL: rewards at sentence ends, GAE (gamma 1.0, lambda 0.95) over the value model, warmed up alone on "
             "the first 2 rollout batches, advantages whitened, KL coefficient 0.0001, learning rate 0.0001") in markdown
     # rl.value_warmup_batches (2 by default): the first two rollout batches train only the value
@@ -96,9 +109,6 @@ def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
     assert report["curves"]["rl_1/kl"][3][1] != 0.0
     assert (workdir / "eval" / "rl_1_val_0.json").read_text() == (workdir / "eval" / "rl_1_val_2.json").read_text()
     # the rationales' own conclusions, recounted from the written validation rationales
-    from ares_jax.data.prompts import parse_answer
-    from ares_jax.data.shapes.task import ShapesTaskConfig, make_split
-    val = {p.id: p for p in make_split(ShapesTaskConfig(), "val", 8)}
     written = json.loads((workdir / "eval" / "rl_1_val_4.json").read_text())
     right = [parse_answer(r["rationale"], len(val[r["id"]].choices)) == val[r["id"]].answer for r in written]
     assert report["curves"]["rl_1/val_conclusion_accuracy"][-1][1] == pytest.approx(sum(right) / len(right))

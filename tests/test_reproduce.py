@@ -78,8 +78,14 @@ def test_every_arm_starts_from_the_one_baseline(experiment):
         assert not trained & {"rationale_sft", "answer_sft"}, arm  # the baseline was not trained again
     assert json.loads((out / "seed0" / "sequence_reward" / "report.json").read_text())["config"]["ppo"][
         "reward_placement"] == "sequence"
-    gold = json.loads((out / "seed0" / "sft_more" / "report.json").read_text())["curves"]["gold_1/loss"]
-    assert gold[-1][0] == 7  # 8 gold SFT steps: 4 PPO + 4 correction steps of an ARES round
+    sft_more = json.loads((out / "seed0" / "sft_more" / "report.json").read_text())
+    assert sft_more["curves"]["gold_1/loss"][-1][0] == 7  # 8 gold SFT steps: 4 PPO + 4 correction steps of an ARES round
+    # held out: the SFT-more arm is measured before and after its gold SFT, like the RL arms
+    assert [x for x, _ in sft_more["curves"]["gold_1/val_accuracy"]] == [0, 8]
+    assert list(sft_more["validation"]) == ["baseline", "gold_1"]
+    ares = json.loads((out / "seed0" / "ares" / "report.json").read_text())
+    assert list(ares["validation"]) == ["baseline", "rl_1", "sft_1"]
+    assert sft_more["validation"]["baseline"] == ares["validation"]["baseline"]  # one baseline, measured twice
 
 
 def snapshot(folder: Path) -> dict:

@@ -37,7 +37,7 @@ def build_report(results: dict, final_label: str, teacher_name: str, teacher_tot
         "curves": results["curves"],
         "teacher": {"name": teacher_name, **teacher_total, "by_phase": results["teacher_by_phase"],
                     "validation_requests": results.get("teacher_validation", {})},
-        "rl_validation": rl_validation_summary(results["curves"]),
+        "validation": validation_summary(results["curves"]),
         "seconds": seconds,
         "config": config,
         "examples": [
@@ -48,27 +48,36 @@ def build_report(results: dict, final_label: str, teacher_name: str, teacher_tot
     }
 
 
-def rl_validation_summary(curves: dict) -> dict:
-    """Per RL round, its held-out curves (`rl_<r>/val_*`) as {metric: [first, last]}: the greedy
-    model on the validation split before the round's first rollout and after its last."""
-    summary: dict = {}
+def validation_summary(curves: dict) -> dict:
+    """The greedy model on the validation split after each phase that measured it, in run order:
+    {"baseline": {metric: value}, "rl_1": ..., "sft_1": ...}. The baseline is the first RL or gold
+    round's start point (`<phase>/val_*` at 0); every phase's row is its last point."""
+    by_phase: dict = {}
     for name, points in curves.items():
         phase, _, metric = name.partition("/")
-        if phase.startswith("rl_") and metric.startswith("val_") and points:
-            summary.setdefault(phase, {})[metric[len("val_"):]] = [points[0][1], points[-1][1]]
+        if metric.startswith("val_") and points:
+            by_phase.setdefault(phase, {})[metric[len("val_"):]] = (points[0], points[-1])
+    summary: dict = {}
+    for phase, metrics in by_phase.items():
+        first = next(iter(metrics.values()))[0]
+        if not summary and first[0] == 0:
+            summary["baseline"] = {metric: ends[0][1] for metric, ends in metrics.items()}
+        summary[phase] = {metric: ends[1][1] for metric, ends in metrics.items()}
     return summary
 
 
 def _validation_lines(summary: dict) -> list[str]:
-    """The markdown lines of the RL rounds' held-out progress (none without a validation split)."""
+    """The markdown table of the held-out progress (none without a validation split)."""
     if not summary:
         return []
-    lines = ["## RL on held-out questions (validation split, greedy)", "",
-             "| round | answer accuracy | Teacher's mean sentence score | response tokens |", "|---|---|---|---|"]
-    for phase, metrics in summary.items():
-        acc, score, tokens = metrics["accuracy"], metrics["sentence_score"], metrics["response_tokens"]
-        lines.append(f"| RL {phase.partition('_')[2]} | {acc[0]:.1%} → {acc[1]:.1%} | {score[0]:.3f} → {score[1]:.3f} | "
-                     f"{tokens[0]:.1f} → {tokens[1]:.1f} |")
+    labels = list(summary)
+    lines = ["## Held-out questions (validation split, greedy), after each phase", "",
+             "| | " + " | ".join(_title(label) for label in labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for metric, name, fmt in [("accuracy", "answer accuracy", "{:.1%}"),
+                              ("conclusion_accuracy", "the rationale's own conclusion right", "{:.1%}"),
+                              ("sentence_score", "Teacher's mean sentence score", "{:.3f}"),
+                              ("response_tokens", "response tokens", "{:.1f}")]:
+        lines.append(f"| {name} | " + " | ".join(fmt.format(summary[label][metric]) for label in labels) + " |")
     return lines + [""]
 
 
@@ -119,7 +128,7 @@ def _markdown(report: dict) -> str:
         f"{judged['ties']:.0f} ties, {judged['losses']:.0f} losses over {judged['judgements']:.0f} judgements, "
         "both orders).", "",
         *rows, "",
-        *_validation_lines(report.get("rl_validation", {})),
+        *_validation_lines(report.get("validation", {})),
         *_rl_settings_lines(report["config"]),
         f"Teacher `{teacher['name']}`: {teacher['requests']} requests, {teacher['cache_hits']} cache hits, "
         f"{teacher['unscored']} unscored, ${teacher['cost_usd']:.4f}. Run time {report['seconds']:.0f} s.", "",

@@ -122,11 +122,12 @@ def evaluation(run: Run, state: RunState, label: str) -> None:
             f"sentence score {metrics['mean_sentence_score'] or 0:.3f}, fluency defects {metrics['fluency']}")
 
 
-def rl_validation(run: Run, state: RunState, policy, name: str, batches: int) -> None:
-    """RL progress on held-out questions: greedy rationales of `policy` on `rl.val_questions` of
-    the validation split, answered by the answer model and scored by the Teacher, after `batches`
-    rollout batches of round `name`. Points of the curves `<name>/val_*` and a metrics line; the
-    Teacher requests it takes are counted apart (`results.teacher_validation`), not as training."""
+def validation(run: Run, state: RunState, policy, name: str, at: int, unit: str = "rollout batches") -> None:
+    """Progress on held-out questions: greedy rationales of `policy` on `rl.val_questions` of the
+    validation split, answered by the answer model and scored by the Teacher, after `at` `unit` of
+    phase `name` (an RL round, a correction or gold SFT). Points of the curves `<name>/val_*` and a
+    metrics line; the Teacher requests it takes are counted apart (`results.teacher_validation`),
+    not as training."""
     if not run.val:
         return
     problems = run.val[: run.config.rl.val_questions or None]
@@ -136,7 +137,7 @@ def rl_validation(run: Run, state: RunState, policy, name: str, batches: int) ->
     answers = infer_answers(run.answer_model, state.trees["answer"], run.tokenizer, problems, rationales, run.config,
                             run.sampling_layout(run.answer_model))
     metrics = evaluate(rationales, answers, problems, run.teacher, run.config.teacher.concurrency)
-    run.write_json(f"eval/{name}_val_{batches}.json",
+    run.write_json(f"eval/{name}_val_{at}.json",
                    [{"id": p.id, "rationale": r, "answer": a} for p, r, a in zip(problems, rationales, answers)])
     spent = state.results.setdefault("teacher_validation", {})
     spent[name] = spent.get(name, 0) + run.teacher.stats.since(before).requests
@@ -150,9 +151,9 @@ def rl_validation(run: Run, state: RunState, policy, name: str, batches: int) ->
         **{f"val_{defect}": value for defect, value in metrics["fluency"].items()},
     }
     for key, value in points.items():
-        state.add_point(f"{name}/{key}", batches, value)
-    run.log_metrics(state, batches, points)
-    run.log(f"{name} validation after {batches} rollout batches ({len(problems)} questions): accuracy "
+        state.add_point(f"{name}/{key}", at, value)
+    run.log_metrics(state, at, points)
+    run.log(f"{name} validation after {at} {unit} ({len(problems)} questions): accuracy "
             f"{points['val_accuracy']:.3f} (its own conclusion {points['val_conclusion_accuracy']:.3f}), "
             f"sentence score {points['val_sentence_score']:.3f}, {points['val_response_tokens']:.1f} tokens")
 
@@ -194,7 +195,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
         if warmup_batches:
             run.log(f"{name}: the first {warmup_batches} of {iterations} rollout batches train only the value model "
                     "(rl.value_warmup_batches)")
-        rl_validation(run, state, train_state.params["policy"], name, 0)
+        validation(run, state, train_state.params["policy"], name, 0)
     for iteration in bar:
         problems = questions[iteration * rl.prompts_per_rollout:(iteration + 1) * rl.prompts_per_rollout]
         with jax.profiler.TraceAnnotation("rollout"):
@@ -231,7 +232,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
             state.add_point(f"{name}/{key}", iteration, metrics[key])
         run.log_metrics(state, iteration, metrics)
         if (rl.eval_every and state.step % rl.eval_every == 0) or state.step == iterations:
-            rl_validation(run, state, train_state.params["policy"], name, state.step)
+            validation(run, state, train_state.params["policy"], name, state.step)
         bar.set_postfix(score=f"{metrics['sentence_score']:.3f}", kl=f"{metrics['kl']:.3f}", refresh=False)
         steps_per_iteration = len(step_metrics)
         if (state.step * steps_per_iteration) // config.checkpoint.every_steps > \
@@ -266,22 +267,29 @@ def correction(run: Run, state: RunState, round_index: int) -> None:
 
 
 def correction_sft(run: Run, state: RunState, round_index: int) -> None:
-    """ARES stage 2, part 2: the RL-tuned model is fine-tuned on the Teacher's corrections."""
+    """ARES stage 2, part 2: the RL-tuned model is fine-tuned on the Teacher's corrections, then
+    measured on the validation split (its start is the RL round's last validation point)."""
     records = json.loads((run.workdir / "corrections" / f"round_{round_index}.json").read_text())
     by_id = {p.id: p for p in run.train}
     problems = [by_id[r["id"]] for r in records]
     arrays = _rationale_arrays(run, problems, [r["corrected"] for r in records])
     state.trees["policy"] = train_sft(run, state, run.policy_model, state.trees["policy"], arrays,
                                       run.config.correction, f"sft_{round_index}/loss")
+    validation(run, state, state.trees["policy"], f"sft_{round_index}", run.config.correction.steps, "SFT steps")
 
 
 def gold_sft(run: Run, state: RunState, round_index: int) -> None:
     """The SFT-more control (method=sft_more): in place of an ARES round, as many SFT steps as the
     round takes (its PPO steps + the correction SFT's), on gold rationales of the training set,
-    with the correction SFT's settings. Is ARES better than training the baseline longer?"""
+    with the correction SFT's settings. Is ARES better than training the baseline longer? Measured
+    on the validation split after the round (and before round 1, as RL round 1 measures its start)."""
     sft = dataclasses.replace(run.config.correction, steps=run.config.steps_per_round)
+    name = f"gold_{round_index}"
+    if round_index == 1 and state.step == 0:
+        validation(run, state, state.trees["policy"], name, 0, "SFT steps")
     state.trees["policy"] = train_sft(run, state, run.policy_model, state.trees["policy"],
-                                      _rationale_arrays(run, run.train), sft, f"gold_{round_index}/loss")
+                                      _rationale_arrays(run, run.train), sft, f"{name}/loss")
+    validation(run, state, state.trees["policy"], name, sft.steps, "SFT steps")
 
 
 def comparison(run: Run, state: RunState, final_label: str) -> None:
