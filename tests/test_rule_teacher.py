@@ -116,6 +116,37 @@ def test_corrections_of_randomly_corrupted_rationales_score_fully_correct(proble
         s = scores(p, fixed)
         assert s[-1] == 1.0 and min(s) >= 0.5, (corrupted, fixed, s)
         assert C.parse(split_sentences(fixed)[-1]) == C.Answer(p.answer)
+        # every step of the gold solution is made, by a true claim: the reasoning reaches the answer
+        made = {C.topic(c) for c in map(C.parse, split_sentences(fixed)) if TEACHER._facts(p)[1](c)}
+        steps = {C.topic(c) for c in p.extras["gold_claims"] if not isinstance(c, C.Starter)}
+        assert steps <= made, (corrupted, fixed)
+
+
+def _cell_claim(scene, row, col):
+    shape = scene.at(row, col)
+    return C.Cell(row, col, empty=True) if shape is None else C.Cell(row, col, shape.size, shape.colour, shape.kind)
+
+
+def test_correction_replaces_a_step_off_the_solution_path_with_the_step_it_was_taking(problems):
+    """"What is left of X?" answered from the wrong cell: describing that cell truly is no
+    correction. The wrong cell becomes the neighbour asked about, the wrong option the answer's."""
+    p = next(p for p in problems if p.extras["question_kind"] == "spatial")
+    scene = p.extras["scene"]
+    target, neighbour, option, answer = p.extras["gold_claims"][-4:]
+    assert isinstance(neighbour, C.Cell) and isinstance(option, C.OptionIs) and answer == C.Answer(p.answer)
+    # another cell, described truly (the rule of "keep correct sentences" would keep it)
+    elsewhere = next(_cell_claim(scene, r, c) for r in range(1, scene.rows + 1) for c in range(1, scene.cols + 1)
+                     if (r, c) not in {(target.row, target.col), (neighbour.row, neighbour.col)})
+    wrong_option = next(i for i in range(len(p.choices)) if i != p.answer)
+    rationale = " ".join(["Look at each cell of the grid.", C.render(target), C.render(elsewhere),
+                          C.render(C.OptionIs(wrong_option, p.choices[wrong_option])),
+                          C.render(C.Answer(wrong_option))])
+    assert TEACHER.corrected(p, rationale) == " ".join(
+        ["Look at each cell of the grid.", C.render(target), C.render(neighbour), C.render(option),
+         C.render(answer)])
+    # steps the rationale never took are inserted where the gold solution has them
+    assert TEACHER.corrected(p, f"{C.render(target)} {C.render(C.Answer(wrong_option))}") == " ".join(
+        C.render(claim) for claim in (target, neighbour, option, answer))
 
 
 def test_correction_keeps_correct_sentences_unchanged_and_in_order(problems):

@@ -72,27 +72,53 @@ class RuleTeacher(Teacher):
         return scores
 
     def corrected(self, problem: Problem, rationale: str) -> str:
+        """The rationale with its errors corrected, as the spec's correction prompt asks, so that
+        the corrected reasoning supports its conclusion:
+        - starters and correct sentences are kept as written and in order;
+        - a wrong sentence about a step of the gold solution is made true (a count, a listing);
+        - a sentence off the solution's path (a wrong cell for "left of", a comparison of the
+          wrong numbers, an option that is not the answer), false or true, becomes the first gold
+          step of its kind the rationale has not made; a false one with no such step is made true;
+        - text that is no claim is dropped;
+        - gold steps still missing are inserted where the gold solution has them."""
         scene, check = self._facts(problem)
-        kept, seen_keys, seen_claims = [], set(), set()
-        for sentence in split_sentences(strip_solution_tag(rationale)):
-            claim = C.parse(sentence)
+        steps = [claim for claim in problem.extras.get("gold_claims", ()) if not isinstance(claim, C.Starter)]
+        step_index = {C.topic(claim): i for i, claim in enumerate(steps)}
+        claims = [(sentence, C.parse(sentence)) for sentence in split_sentences(strip_solution_tag(rationale))]
+        made = {C.topic(claim) for _, claim in claims if claim is not None and check(claim)}
+        kept, seen_keys, seen_claims = [], set(), set()  # kept: (text, claim)
+        for sentence, claim in claims:
             if claim is None:
                 continue  # not a claim, or a fragment that cannot be finished: dropped
             fixed = C.made_true(claim, scene, problem.choices, problem.answer)
+            if fixed is None or C.topic(fixed) not in step_index:  # not a step of the solution
+                meant = next((step for step in steps if type(step) is type(claim) and C.topic(step) not in made), None)
+                fixed = meant or fixed
             if fixed is None:
                 continue
             if fixed != claim:
                 text = C.render(fixed)
+                made.add(C.topic(fixed))
             else:  # a correct sentence stays as written; a correct fragment gets its end mark
                 text = sentence.strip() if is_finished(sentence) else sentence.strip() + "."
             if sentence_key(text) in seen_keys or (fixed in seen_claims and not isinstance(fixed, C.Starter)):
                 continue
             seen_keys.add(sentence_key(text))
             seen_claims.add(fixed)
-            kept.append(text)
-        if C.Answer(problem.answer) not in seen_claims:
-            kept.append(C.render(C.Answer(problem.answer)))
-        return " ".join(kept)
+            kept.append((text, fixed))
+        covered = {C.topic(claim) for _, claim in kept}
+        for index, step in enumerate(steps):
+            if C.topic(step) in covered:
+                continue
+            # after the last kept sentence of an earlier gold step (or the opening starters)
+            at = max((i + 1 for i, (_, claim) in enumerate(kept)
+                      if isinstance(claim, C.Starter) or step_index.get(C.topic(claim), len(steps)) < index),
+                     default=0)
+            kept.insert(at, (C.render(step), step))
+            covered.add(C.topic(step))
+        if C.Answer(problem.answer) not in {claim for _, claim in kept}:
+            kept.append((C.render(C.Answer(problem.answer)), C.Answer(problem.answer)))
+        return " ".join(text for text, _ in kept)
 
     def quality(self, problem: Problem, rationale: str) -> float:
         """Correct conclusion (1) + mean sentence score - 0.25 per fluency defect (repeated
