@@ -1,5 +1,6 @@
 # Two entry points: `make run` (the default ARES run) and `make test`.
-# Each creates or updates .venv and installs what it needs.
+# Each creates or updates .venv and installs what it needs; `make test` runs ruff (lint and
+# format check, settings in pyproject.toml) before the tests.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -21,6 +22,8 @@ run: $(VENV)/.installed-base
 	$(PY) -m ares_jax.main $(ARGS)
 
 test: $(VENV)/.installed-test
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests $(ARGS)
 
 reproduce: $(VENV)/.installed-base
