@@ -19,15 +19,18 @@ def abstract_like(tree):
     """`jax.ShapeDtypeStruct` leaves for `tree` (what `restore` fills in), with the leaves'
     shardings: a restored tree lands on the mesh laid out as `tree` is."""
     return jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=getattr(x, "sharding", None)), tree)
+        lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=getattr(x, "sharding", None)), tree
+    )
 
 
 class Checkpointer:
     def __init__(self, directory: str | Path, keep: int, read_only: bool = False):
         """`read_only`: another run's checkpoints, read and never written, cleaned or created."""
         self.directory = Path(directory).absolute()
-        self._manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=not read_only, read_only=read_only))
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only, read_only=read_only),
+        )
 
     def save(self, items: dict, record: dict) -> int:
         """Saves each pytree of `items` (name -> params, train state, ...) and the JSON-able
@@ -50,7 +53,9 @@ class Checkpointer:
     def restore(self, name: str, abstract):
         """The pytree `name` of the latest checkpoint, shaped like `abstract`."""
         number = self._manager.latest_step()
-        return self._manager.restore(number, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(abstract)}))[name]
+        return self._manager.restore(number, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(abstract)}))[
+            name
+        ]
 
     def close(self) -> None:
         self._manager.close()

@@ -61,7 +61,9 @@ class DataConfig:
     skip_bad_records: bool = False  # warn and count bad records instead of stopping
     tfds_data_dir: str = ""
     tfds_fields: tuple[str, ...] = ()  # FIELD=FEATURE pairs, e.g. question=question_text
-    shapes: ShapesTaskConfig = dataclasses.field(default_factory=lambda: ShapesTaskConfig(train_size=4000, val_size=1000, test_size=500))
+    shapes: ShapesTaskConfig = dataclasses.field(
+        default_factory=lambda: ShapesTaskConfig(train_size=4000, val_size=1000, test_size=500)
+    )
     vocab_size: int = 600  # of the BPE tokenizer built from the training corpus
 
     def __post_init__(self):
@@ -70,8 +72,10 @@ class DataConfig:
         if self.source != "shapes" and not self.path:
             raise _FieldError(f"path must name the {self.source} data (data.path=...)")
         if self.features.endswith((".pth", ".pt")):
-            raise _FieldError(f"features: {self.features} is a PyTorch file; convert it to .npy once "
-                              f"(see configs/scienceqa_base.yaml)")
+            raise _FieldError(
+                f"features: {self.features} is a PyTorch file; convert it to .npy once "
+                f"(see configs/scienceqa_base.yaml)"
+            )
         _positive(self, "vocab_size")
 
 
@@ -100,8 +104,18 @@ class ModelConfig:
     max_answer_source_length: int = 144
 
     def __post_init__(self):
-        _positive(self, "d_model", "num_heads", "d_ff", "num_layers", "num_decoder_layers", "patch_size",
-                  "max_source_length", "max_target_length", "max_answer_source_length")
+        _positive(
+            self,
+            "d_model",
+            "num_heads",
+            "d_ff",
+            "num_layers",
+            "num_decoder_layers",
+            "patch_size",
+            "max_source_length",
+            "max_target_length",
+            "max_answer_source_length",
+        )
         if self.image_input not in ("features", "pixels"):
             raise _FieldError(f"image_input must be 'features' or 'pixels', got {self.image_input!r}")
         if self.dtype not in ("float32", "bfloat16"):
@@ -188,20 +202,39 @@ class RLConfig:
     @property
     def optimizer_steps(self) -> int:
         """PPO optimizer steps of one round: rollout batches x epochs x minibatches per buffer."""
-        return ((self.questions_per_round // self.prompts_per_rollout) * self.epochs
-                * (self.prompts_per_rollout * self.k_samples // self.minibatch_size))
+        return (
+            (self.questions_per_round // self.prompts_per_rollout)
+            * self.epochs
+            * (self.prompts_per_rollout * self.k_samples // self.minibatch_size)
+        )
 
     def __post_init__(self):
-        _positive(self, "questions_per_round", "prompts_per_rollout", "k_samples", "top_k", "temperature",
-                  "epochs", "minibatch_size", "learning_rate", "kl_horizon")
+        _positive(
+            self,
+            "questions_per_round",
+            "prompts_per_rollout",
+            "k_samples",
+            "top_k",
+            "temperature",
+            "epochs",
+            "minibatch_size",
+            "learning_rate",
+            "kl_horizon",
+        )
         if min(self.weight_decay, self.kl_target, self.eval_every, self.val_questions, self.value_warmup_batches) < 0:
-            raise _FieldError("weight_decay, kl_target, eval_every, val_questions and value_warmup_batches must be >= 0")
+            raise _FieldError(
+                "weight_decay, kl_target, eval_every, val_questions and value_warmup_batches must be >= 0"
+            )
         if self.questions_per_round % self.prompts_per_rollout:
-            raise _FieldError(f"questions_per_round ({self.questions_per_round}) must be a multiple of "
-                              f"prompts_per_rollout ({self.prompts_per_rollout}): rollout batches have one shape")
+            raise _FieldError(
+                f"questions_per_round ({self.questions_per_round}) must be a multiple of "
+                f"prompts_per_rollout ({self.prompts_per_rollout}): rollout batches have one shape"
+            )
         if (self.prompts_per_rollout * self.k_samples) % self.minibatch_size:
-            raise _FieldError(f"minibatch_size ({self.minibatch_size}) must divide prompts_per_rollout x k_samples "
-                              f"({self.prompts_per_rollout * self.k_samples})")
+            raise _FieldError(
+                f"minibatch_size ({self.minibatch_size}) must divide prompts_per_rollout x k_samples "
+                f"({self.prompts_per_rollout * self.k_samples})"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,9 +308,18 @@ class TeacherConfig:
         if self.backend != "rule" and not self.model:
             raise _FieldError(f"model must name the {self.backend} model (e.g. teacher.model=claude-3-haiku-20240307)")
         _positive(self, "timeout_s", "concurrency")
-        for name in ("requests_per_minute", "tokens_per_minute", "max_retries", "backoff_s", "max_backoff_s",
-                     "max_repairs", "max_requests",
-                     "max_cost_usd", "price_input_per_mtok", "price_output_per_mtok"):
+        for name in (
+            "requests_per_minute",
+            "tokens_per_minute",
+            "max_retries",
+            "backoff_s",
+            "max_backoff_s",
+            "max_repairs",
+            "max_requests",
+            "max_cost_usd",
+            "price_input_per_mtok",
+            "price_output_per_mtok",
+        ):
             if getattr(self, name) < 0:
                 raise _FieldError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -292,8 +334,16 @@ class MeshConfig:
     fsdp: int = 1
     tensor: int = 1
     axis_rules: tuple[str, ...] = (
-        "batch=data+fsdp", "vocab=tensor", "embed=fsdp", "mlp=tensor", "heads=tensor", "kv=", "joined_kv=tensor",
-        "relpos_buckets=", "image_features=", "fusion_in=",
+        "batch=data+fsdp",
+        "vocab=tensor",
+        "embed=fsdp",
+        "mlp=tensor",
+        "heads=tensor",
+        "kv=",
+        "joined_kv=tensor",
+        "relpos_buckets=",
+        "image_features=",
+        "fusion_in=",
     )
 
     def __post_init__(self):
@@ -325,8 +375,10 @@ class DistributedConfig:
         if self.coordinator_address and not self.enabled:
             raise _FieldError("coordinator_address is given but enabled is false")
         if self.coordinator_address and not 0 <= self.process_id < self.num_processes:
-            raise _FieldError(f"process_id ({self.process_id}) must be in 0 .. num_processes - 1 (num_processes "
-                              f"{self.num_processes}) when coordinator_address is given")
+            raise _FieldError(
+                f"process_id ({self.process_id}) must be in 0 .. num_processes - 1 (num_processes "
+                f"{self.num_processes}) when coordinator_address is given"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -401,7 +453,9 @@ def _coerce(key: str, tp, value):
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key} is a section; give its keys ({', '.join(f.name for f in dataclasses.fields(tp))})")
+            raise ConfigError(
+                f"{key} is a section; give its keys ({', '.join(f.name for f in dataclasses.fields(tp))})"
+            )
         return _build(tp, value, key)
     if origin in (typing.Union, types.UnionType):
         errors = []
@@ -459,7 +513,9 @@ def _build(cls, values: dict, prefix: str = ""):
     unknown = sorted(set(values) - names)
     if unknown:
         where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown key {where}{unknown[0]}; {prefix or 'the top level'} has: {', '.join(sorted(names))}")
+        raise ConfigError(
+            f"unknown key {where}{unknown[0]}; {prefix or 'the top level'} has: {', '.join(sorted(names))}"
+        )
     defaults = cls()
     kwargs = {}
     for name in names:
@@ -480,8 +536,10 @@ def _build(cls, values: dict, prefix: str = ""):
 
 def _as_dict(obj) -> dict:
     """A section's values as a dict, nested sections as dicts too (to merge overrides into)."""
-    return {f.name: _as_dict(v) if dataclasses.is_dataclass(v := getattr(obj, f.name)) else v
-            for f in dataclasses.fields(obj)}
+    return {
+        f.name: _as_dict(v) if dataclasses.is_dataclass(v := getattr(obj, f.name)) else v
+        for f in dataclasses.fields(obj)
+    }
 
 
 def to_dict(config) -> dict:

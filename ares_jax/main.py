@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = loop.run(config, log=lambda message: print(message, flush=True) if primary else None)
     except Preempted as stopped:
-        print(f"ares_jax: {stopped}; checkpoint saved in {config.workdir}/checkpoints. Run the same command to resume.",
-              file=sys.stderr)
+        print(
+            f"ares_jax: {stopped}; checkpoint saved in {config.workdir}/checkpoints. Run the same command to resume.",
+            file=sys.stderr,
+        )
         return 0
     except ConfigError as error:
         print(f"ares_jax: bad configuration: {error}", file=sys.stderr)
@@ -63,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ares_jax: the Teacher cannot be used: {error}", file=sys.stderr)
         return 2
     except (TeacherUnavailable, TeacherBudgetExhausted) as error:
-        print(f"ares_jax: stopped: {error}. Every reply already received is in {config.workdir}/"
-              "teacher_cache.sqlite and will not be paid again.", file=sys.stderr)
+        print(
+            f"ares_jax: stopped: {error}. Every reply already received is in {config.workdir}/"
+            "teacher_cache.sqlite and will not be paid again.",
+            file=sys.stderr,
+        )
         return 3
     except multihost.PrimaryFailed as error:
         print(f"ares_jax: {error}", file=sys.stderr)

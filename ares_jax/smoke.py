@@ -40,8 +40,14 @@ def run(steps: int = 800, batch_size: int = 32, seed: int = 0, log=print) -> dic
     # Few merges: one token per digit, so reversing is a token-level task.
     tokenizer = train_bpe_tokenizer(train_prompts + train_targets, vocab_size=270)
     config = T5Config(
-        vocab_size=tokenizer.vocab_size, d_model=64, d_kv=16, d_ff=256, num_layers=2, num_decoder_layers=2,
-        num_heads=4, dropout_rate=0.0,
+        vocab_size=tokenizer.vocab_size,
+        d_model=64,
+        d_kv=16,
+        d_ff=256,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        dropout_rate=0.0,
     )
     model = MultimodalT5(config)
     params = init_params(model, jax.random.key(seed))
@@ -59,9 +65,11 @@ def run(steps: int = 800, batch_size: int = 32, seed: int = 0, log=print) -> dic
     for step in range(steps):
         rows = rng.integers(0, len(src), size=batch_size)
         batch = {
-            "input_ids": jnp.asarray(src[rows]), "attention_mask": jnp.asarray(src_mask[rows]),
+            "input_ids": jnp.asarray(src[rows]),
+            "attention_mask": jnp.asarray(src_mask[rows]),
             "decoder_input_ids": jnp.asarray(decoder_in[rows]),
-            "labels": jnp.asarray(tgt[rows]), "label_mask": jnp.asarray(tgt_mask[rows]),
+            "labels": jnp.asarray(tgt[rows]),
+            "label_mask": jnp.asarray(tgt_mask[rows]),
         }
         state, metrics = sft_step(state, batch)
         if step % 50 == 0 or step == steps - 1:
@@ -70,8 +78,14 @@ def run(steps: int = 800, batch_size: int = 32, seed: int = 0, log=print) -> dic
 
     test_prompts, test_targets = digit_problems(np.random.default_rng(seed + 1), 128)
     ids, mask = tokenizer.batch_encode(test_prompts, src_len)
-    out = generate(model, state.params, jnp.asarray(ids), jnp.asarray(mask), jax.random.key(0),
-                   SamplingConfig(tgt_len, greedy=True))
+    out = generate(
+        model,
+        state.params,
+        jnp.asarray(ids),
+        jnp.asarray(mask),
+        jax.random.key(0),
+        SamplingConfig(tgt_len, greedy=True),
+    )
     answers = [tokenizer.decode(row[:n]) for row, n in zip(np.asarray(out.tokens), np.asarray(out.lengths))]
     accuracy = float(np.mean([a.strip() == t for a, t in zip(answers, test_targets)]))
     log(f"held-out exact match after {steps} steps ({train_s:.0f} s): {accuracy:.1%}")

@@ -52,7 +52,8 @@ def adamw_host_scheduled(max_grad_norm: float | None = 1.0) -> optax.GradientTra
     before each step (`set_hyperparams`): every SFT phase of a model then shares one compiled
     step, whatever its schedule."""
     return optax.inject_hyperparams(adamw, static_args=("max_grad_norm",))(
-        learning_rate=0.0, weight_decay=0.0, max_grad_norm=max_grad_norm)
+        learning_rate=0.0, weight_decay=0.0, max_grad_norm=max_grad_norm
+    )
 
 
 def set_hyperparams(opt_state, **values):

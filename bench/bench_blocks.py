@@ -97,8 +97,9 @@ def main():
         config = T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_heads=4, dropout_rate=0.0)
         batch, length = 2, 8
     else:
-        config = T5Config(vocab_size=1024, d_model=256, d_kv=32, d_ff=1024, num_heads=8, feed_forward_proj="relu",
-                          dropout_rate=0.0)
+        config = T5Config(
+            vocab_size=1024, d_model=256, d_kv=32, d_ff=1024, num_heads=8, feed_forward_proj="relu", dropout_rate=0.0
+        )
         batch, length = 32, 128
     attention_grad, ffn_grad, (attention_params, ffn_params, x, bias, mask), weights = ours(config, batch, length)
     torch_attention, torch_ffn = torch_blocks(config, weights, x, bias, mask)
@@ -111,20 +112,35 @@ def main():
     times = {key: [] for key in runs}
     warm = {key: run() for key, run in runs.items()}  # warm-up (and compilation)
     # The two sides compute the same thing: the gradient with respect to the block's input.
-    input_grad_diff = {block: float(np.abs(np.asarray(warm[block, "ares_jax"][1]) - warm[block, "pytorch"][-1].numpy())
-                                    .max()) for block in ("attention", "ffn")}
+    input_grad_diff = {
+        block: float(np.abs(np.asarray(warm[block, "ares_jax"][1]) - warm[block, "pytorch"][-1].numpy()).max())
+        for block in ("attention", "ffn")
+    }
     for _ in range(args.repeats):
         for key, run in runs.items():
             start = time.perf_counter()
             run()
             times[key].append(time.perf_counter() - start)
     flops = block_flops(config, batch, length)
-    results = {"shapes": {"batch": batch, "length": length, "d_model": config.d_model, "d_ff": config.d_ff,
-                          "heads": config.num_heads}, "input_gradient_max_abs_diff": input_grad_diff}
+    results = {
+        "shapes": {
+            "batch": batch,
+            "length": length,
+            "d_model": config.d_model,
+            "d_ff": config.d_ff,
+            "heads": config.num_heads,
+        },
+        "input_gradient_max_abs_diff": input_grad_diff,
+    }
     for block in ("attention", "ffn"):
         ours_s, torch_s = min(times[block, "ares_jax"]), min(times[block, "pytorch"])
-        results[block] = {"ares_jax_ms": 1e3 * ours_s, "pytorch_ms": 1e3 * torch_s, "speedup": torch_s / ours_s,
-                          "ares_jax_gflops": flops[block] / ours_s / 1e9, "pytorch_gflops": flops[block] / torch_s / 1e9}
+        results[block] = {
+            "ares_jax_ms": 1e3 * ours_s,
+            "pytorch_ms": 1e3 * torch_s,
+            "speedup": torch_s / ours_s,
+            "ares_jax_gflops": flops[block] / ours_s / 1e9,
+            "pytorch_gflops": flops[block] / torch_s / 1e9,
+        }
     report(results, args.json)
 
 

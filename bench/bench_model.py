@@ -81,7 +81,10 @@ def t5_flops(cfg, batch: int, src: int, tgt: int, new_tokens: int) -> dict:
     cross_kv_per_src = cfg.num_decoder_layers * 2 * d * inner
 
     def dec_token(self_len):
-        return cfg.num_decoder_layers * (4 * d * inner + 2 * self_len * inner + 2 * d * inner + 2 * src * inner + ffn) + d * vocab
+        return (
+            cfg.num_decoder_layers * (4 * d * inner + 2 * self_len * inner + 2 * d * inner + 2 * src * inner + ffn)
+            + d * vocab
+        )
 
     forward = batch * (src * (enc_token + cross_kv_per_src) + tgt * dec_token(tgt))
     gen = batch * (src * (enc_token + cross_kv_per_src) + sum(dec_token(t + 1) for t in range(new_tokens)))
@@ -92,8 +95,15 @@ def main():
     args = parse_args(__doc__, repeats=3)
     batch, src, tgt, new = (4, 16, 16, 8) if args.quick else (32, 128, 128, 64)
     hf_config = transformers.T5Config(
-        vocab_size=1024, d_model=256, d_kv=32, d_ff=1024, num_layers=4, num_decoder_layers=4, num_heads=8,
-        feed_forward_proj="relu", dropout_rate=0.0,
+        vocab_size=1024,
+        d_model=256,
+        d_kv=32,
+        d_ff=1024,
+        num_layers=4,
+        num_decoder_layers=4,
+        num_heads=8,
+        feed_forward_proj="relu",
+        dropout_rate=0.0,
     )
     if args.quick:
         hf_config = transformers.T5Config(
@@ -123,8 +133,13 @@ def main():
 
     # -- generation -------------------------------------------------------------------------
     generation = transformers.GenerationConfig(
-        max_new_tokens=new, min_new_tokens=new, do_sample=False, use_cache=True,
-        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+        max_new_tokens=new,
+        min_new_tokens=new,
+        do_sample=False,
+        use_cache=True,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
     )
     t_ids, t_mask = torch.tensor(input_ids), torch.tensor(attention_mask)
 
@@ -167,9 +182,7 @@ def main():
     hf_model.train()
 
     def hf_step():
-        loss = hf_model(
-            input_ids=t_ids, attention_mask=t_mask, decoder_input_ids=t_decoder_ids, labels=t_labels
-        ).loss
+        loss = hf_model(input_ids=t_ids, attention_mask=t_mask, decoder_input_ids=t_decoder_ids, labels=t_labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

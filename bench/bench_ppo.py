@@ -58,8 +58,11 @@ def torch_ppo_loss(logprobs, old, values, returns, advantages, clip=0.2, vf_coef
 def main():
     args = parse_args(__doc__, repeats=3)
     batch, src, new = (4, 16, 8) if args.quick else (32, 128, 64)
-    size = dict(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4) if args.quick else dict(
-        vocab_size=1024, d_model=256, d_kv=32, d_ff=1024, num_layers=4, num_decoder_layers=4, num_heads=8)
+    size = (
+        dict(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
+        if args.quick
+        else dict(vocab_size=1024, d_model=256, d_kv=32, d_ff=1024, num_layers=4, num_decoder_layers=4, num_heads=8)
+    )
     hf_config = transformers.T5Config(**size, feed_forward_proj="relu", dropout_rate=0.0)
 
     torch.manual_seed(0)
@@ -89,23 +92,35 @@ def main():
     t_ids, t_mask = torch.tensor(ids), torch.ones(batch, src, dtype=torch.long)
     t_tokens = torch.tensor(tokens)
     t_decoder = torch.cat([torch.zeros(batch, 1, dtype=torch.long), t_tokens[:, :-1]], 1)
-    optimizer = torch.optim.AdamW(list(hf_policy.parameters()) + list(hf_value.parameters()), lr=2e-5, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(
+        list(hf_policy.parameters()) + list(hf_value.parameters()), lr=2e-5, weight_decay=0.01
+    )
     with torch.no_grad():
         t_old = torch_logprobs(hf_policy, t_ids, t_mask, t_decoder, t_tokens)
     t_adv, t_ret = torch.randn(batch, new), torch.randn(batch, new)
 
     def torch_update():
         loss = torch_ppo_loss(
-            torch_logprobs(hf_policy, t_ids, t_mask, t_decoder, t_tokens), t_old,
-            hf_value(input_ids=t_ids, attention_mask=t_mask, decoder_input_ids=t_decoder), t_ret, t_adv,
+            torch_logprobs(hf_policy, t_ids, t_mask, t_decoder, t_tokens),
+            t_old,
+            hf_value(input_ids=t_ids, attention_mask=t_mask, decoder_input_ids=t_decoder),
+            t_ret,
+            t_adv,
         )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    generation = transformers.GenerationConfig(max_new_tokens=new, min_new_tokens=new, do_sample=True, top_k=50,
-                                               decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    generation = transformers.GenerationConfig(
+        max_new_tokens=new,
+        min_new_tokens=new,
+        do_sample=True,
+        top_k=50,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
 
     def torch_cycle():
         with torch.no_grad():
@@ -127,8 +142,13 @@ def main():
     scoring = make_scoring_fn(policy, value_model)
     state = TrainState.create(params, tx)
     prompts = {"input_ids": jnp.asarray(ids, jnp.int32), "attention_mask": jnp.ones((batch, src), jnp.int32)}
-    fixed = dict(prompts, tokens=jnp.asarray(tokens, jnp.int32), response_mask=jnp.ones((batch, new), bool),
-                 segment_ids=jnp.asarray(segments, jnp.int32), segment_scores=jnp.asarray(scores, jnp.float32))
+    fixed = dict(
+        prompts,
+        tokens=jnp.asarray(tokens, jnp.int32),
+        response_mask=jnp.ones((batch, new), bool),
+        segment_ids=jnp.asarray(segments, jnp.int32),
+        segment_scores=jnp.asarray(scores, jnp.float32),
+    )
     fixed.update(scoring(state.params, reference_params, fixed))
     fixed["advantages"], fixed["returns"], _ = compute_advantages(fixed, config)
     sampling = SamplingConfig(new, top_k=50)
@@ -148,8 +168,17 @@ def main():
 
     def jax_cycle():
         nonlocal state
-        out = timed("sample", lambda: generate(policy, state.params["policy"], prompts["input_ids"],
-                                               prompts["attention_mask"], jax.random.key(0), sampling))
+        out = timed(
+            "sample",
+            lambda: generate(
+                policy,
+                state.params["policy"],
+                prompts["input_ids"],
+                prompts["attention_mask"],
+                jax.random.key(0),
+                sampling,
+            ),
+        )
         rollout = dict(fixed, tokens=out.tokens, response_mask=out.response_mask)
         rollout.update(timed("score", lambda: scoring(state.params, reference_params, rollout)))
         rollout["advantages"], rollout["returns"], _ = timed("advantages", lambda: compute_advantages(rollout, config))

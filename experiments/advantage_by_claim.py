@@ -52,24 +52,42 @@ def main(argv=None):
     optimizer, _, value_step, scoring, _ = run.rl_trainer()
     rl = config.rl
     questions = _questions(run, (args.warmup_batches + args.batches) * rl.prompts_per_rollout, 1, 0)
-    warmup, questions = questions[:args.warmup_batches * rl.prompts_per_rollout], \
-        questions[args.warmup_batches * rl.prompts_per_rollout:]
+    warmup, questions = (
+        questions[: args.warmup_batches * rl.prompts_per_rollout],
+        questions[args.warmup_batches * rl.prompts_per_rollout :],
+    )
     train_state = TrainState.create(copy_tree({"policy": policy, "value": value}), optimizer)
     for start in range(0, len(warmup), rl.prompts_per_rollout):
-        buffer, _ = collect_rollout(run, train_state.params, policy, warmup[start:start + rl.prompts_per_rollout],
-                                    jax.random.key(100 + start), config.ppo.kl_coef, scoring)
+        buffer, _ = collect_rollout(
+            run,
+            train_state.params,
+            policy,
+            warmup[start : start + rl.prompts_per_rollout],
+            jax.random.key(100 + start),
+            config.ppo.kl_coef,
+            scoring,
+        )
         for epoch in range(rl.epochs):
             order = np.random.default_rng([start, epoch]).permutation(rl.prompts_per_rollout * rl.k_samples)
             for first in range(0, len(order), rl.minibatch_size):
-                rows = jax.numpy.asarray(order[first:first + rl.minibatch_size])
+                rows = jax.numpy.asarray(order[first : first + rl.minibatch_size])
                 train_state, _ = value_step(train_state, jax.tree_util.tree_map(lambda x: x[rows], buffer))
     value = train_state.params["value"]
     teacher = RuleTeacher()
     groups = defaultdict(lambda: [[], []])  # claim type -> (scores, mean advantages)
     for batch_index in range(args.batches):
-        problems = questions[batch_index * config.rl.prompts_per_rollout:(batch_index + 1) * config.rl.prompts_per_rollout]
-        buffer, _ = collect_rollout(run, {"policy": policy, "value": value}, policy, problems,
-                                    jax.random.key(batch_index), config.ppo.kl_coef, scoring)
+        problems = questions[
+            batch_index * config.rl.prompts_per_rollout : (batch_index + 1) * config.rl.prompts_per_rollout
+        ]
+        buffer, _ = collect_rollout(
+            run,
+            {"policy": policy, "value": value},
+            policy,
+            problems,
+            jax.random.key(batch_index),
+            config.ppo.kl_coef,
+            scoring,
+        )
         lengths = to_host(buffer["response_mask"]).sum(axis=1)
         _, sentences, segment_ids = response_segments(run.tokenizer, to_host(buffer["tokens"]), lengths)
         advantages = to_host(buffer["advantages"])
@@ -86,7 +104,7 @@ def main(argv=None):
                 for key in (kind, "(first sentence)" if index == 0 else "(later sentences)"):
                     groups[key][0].append(score)
                     groups[key][1].append(float(advantages[row][on].mean()))
-    print(f"| sentence | n | mean score | mean advantage of its tokens |\n|---|---|---|---|")
+    print("| sentence | n | mean score | mean advantage of its tokens |\n|---|---|---|---|")
     for kind, (scores, advantage) in sorted(groups.items()):
         print(f"| {kind} | {len(scores)} | {np.mean(scores):.3f} | {np.mean(advantage):+.3f} |")
 

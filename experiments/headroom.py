@@ -21,9 +21,9 @@ import jax
 import numpy as np
 
 from ares_jax.config import load_config_args
+from ares_jax.data.load import load_split
 from ares_jax.data.prompts import parse_answer
 from ares_jax.data.shapes import claims as C
-from ares_jax.data.load import load_split
 from ares_jax.loop.generation import infer_answers, write_rationales
 from ares_jax.loop.rollout import collect_samples
 from ares_jax.loop.run import plan, setup
@@ -58,16 +58,19 @@ def main(argv=None):
     args, overrides = parser.parse_known_args(argv)
     config = load_config_args(overrides)
     steps = plan(config)
-    run = setup(config, lambda message: print(message, file=sys.stderr), StopSignals(),
-                [name for name, _ in steps])
+    run = setup(config, lambda message: print(message, file=sys.stderr), StopSignals(), [name for name, _ in steps])
     state = run.resume()
     policy, answer = state.trees["policy"], state.trees["answer"]
     problems = load_split(config.data, "val")[: args.questions]
     teacher = run.teacher
 
     def score(rationales, repeated):
-        return run_batch(teacher.score_sentences, [(p, split_sentences(r)) for p, r in zip(repeated, rationales)],
-                         8, stats=teacher.stats)
+        return run_batch(
+            teacher.score_sentences,
+            [(p, split_sentences(r)) for p, r in zip(repeated, rationales)],
+            8,
+            stats=teacher.stats,
+        )
 
     greedy = write_rationales(run.policy_model, policy, run.tokenizer, problems, config)
     greedy_answers = infer_answers(run.answer_model, answer, run.tokenizer, problems, greedy, config)

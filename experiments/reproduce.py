@@ -50,14 +50,20 @@ def arm_figures(report: dict, config) -> dict:
         "sentence_score": final["mean_sentence_score"],
         **{defect: final["fluency"][defect] for defect in FLUENCY},
         # the held-out checks inside RL rounds are not feedback (those after SFT fall in sft_/gold_ phases)
-        "teacher_requests": sum(spent["requests"] for phase, spent in by_phase.items()
-                                if phase.startswith(TRAINING_PHASES))
-        - sum(spent for phase, spent in report["teacher"].get("validation_requests", {}).items()
-              if phase.startswith(TRAINING_PHASES)),
+        "teacher_requests": sum(
+            spent["requests"] for phase, spent in by_phase.items() if phase.startswith(TRAINING_PHASES)
+        )
+        - sum(
+            spent
+            for phase, spent in report["teacher"].get("validation_requests", {}).items()
+            if phase.startswith(TRAINING_PHASES)
+        ),
         "steps_after_baseline": config.rounds * config.steps_per_round,  # PPO + SFT optimizer steps
         "minutes": report["seconds"] / 60,
-        "phases": {label: {"answer_accuracy": e["answer_accuracy"], **{d: e["fluency"][d] for d in FLUENCY}}
-                   for label, e in report["phases"].items()},
+        "phases": {
+            label: {"answer_accuracy": e["answer_accuracy"], **{d: e["fluency"][d] for d in FLUENCY}}
+            for label, e in report["phases"].items()
+        },
     }
 
 
@@ -74,12 +80,21 @@ def summarize(runs: dict) -> dict:
     for arm, by_seed in runs.items():
         seeds = sorted(by_seed)
         row = {}
-        for key in ("answer_accuracy", "win_rate", "rouge_l", "sentence_score", *FLUENCY, "teacher_requests",
-                    "steps_after_baseline", "minutes"):
+        for key in (
+            "answer_accuracy",
+            "win_rate",
+            "rouge_l",
+            "sentence_score",
+            *FLUENCY,
+            "teacher_requests",
+            "steps_after_baseline",
+            "minutes",
+        ):
             values = [by_seed[s][key] for s in seeds]
             row[key] = None if None in values else mean_std(values)
-        row["accuracy_change"] = mean_std([by_seed[s]["answer_accuracy"] - runs["baseline"][s]["answer_accuracy"]
-                                           for s in seeds])
+        row["accuracy_change"] = mean_std(
+            [by_seed[s]["answer_accuracy"] - runs["baseline"][s]["answer_accuracy"] for s in seeds]
+        )
         summary[arm] = row
     return summary
 
@@ -93,15 +108,25 @@ def _pm(value, scale=100.0, digits=1) -> str:
 
 def table(summary: dict) -> str:
     """The markdown table: one row per arm, mean ± std over seeds."""
-    header = ("| arm | answer accuracy % | change vs baseline (points) | win rate vs baseline % | ROUGE-L | "
-              "sentence score | repeated sentence % | repeated n-gram % | unfinished % | Teacher requests (training) "
-              "| steps after baseline | minutes |")
+    header = (
+        "| arm | answer accuracy % | change vs baseline (points) | win rate vs baseline % | ROUGE-L | "
+        "sentence score | repeated sentence % | repeated n-gram % | unfinished % | Teacher requests (training) "
+        "| steps after baseline | minutes |"
+    )
     lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
     for arm, row in summary.items():
-        cells = [arm, _pm(row["answer_accuracy"]), _pm(row["accuracy_change"]), _pm(row["win_rate"]),
-                 _pm(row["rouge_l"], 1, 3), _pm(row["sentence_score"], 1, 3),
-                 *(_pm(row[d]) for d in FLUENCY), f"{row['teacher_requests'][0]:.0f}",
-                 f"{row['steps_after_baseline'][0]:.0f}", _pm(row["minutes"], 1, 1)]
+        cells = [
+            arm,
+            _pm(row["answer_accuracy"]),
+            _pm(row["accuracy_change"]),
+            _pm(row["win_rate"]),
+            _pm(row["rouge_l"], 1, 3),
+            _pm(row["sentence_score"], 1, 3),
+            *(_pm(row[d]) for d in FLUENCY),
+            f"{row['teacher_requests'][0]:.0f}",
+            f"{row['steps_after_baseline'][0]:.0f}",
+            _pm(row["minutes"], 1, 1),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -110,11 +135,15 @@ def phase_table(by_seed: dict) -> str:
     """One arm's evaluations phase by phase (mean over seeds): does RL hurt fluency, and does
     the correction SFT repair it?"""
     labels = list(next(iter(by_seed.values()))["phases"])
-    lines = ["| after | answer accuracy % | repeated sentence % | repeated n-gram % | unfinished % |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| after | answer accuracy % | repeated sentence % | repeated n-gram % | unfinished % |",
+        "|---|---|---|---|---|",
+    ]
     for label in labels:
-        cells = [_pm(mean_std([figures["phases"][label][key] for figures in by_seed.values()]))
-                 for key in ("answer_accuracy", *FLUENCY)]
+        cells = [
+            _pm(mean_std([figures["phases"][label][key] for figures in by_seed.values()]))
+            for key in ("answer_accuracy", *FLUENCY)
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -123,8 +152,10 @@ def machine() -> str:
     import jax
 
     device = jax.devices()[0]
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {device.platform} "
-            f"({device.device_kind}), Python {platform.python_version()}, jax {jax.__version__}")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {device.platform} "
+        f"({device.device_kind}), Python {platform.python_version()}, jax {jax.__version__}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,9 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             baseline = out / f"seed{seed}" / "baseline"
             for arm, settings in ARMS.items():
-                config = load_config_args([*args.overrides, *settings, f"seed={seed}",
-                                           f"workdir={out / f'seed{seed}' / arm}",
-                                           *([] if arm == "baseline" else [f"baseline_from={baseline}"])])
+                config = load_config_args(
+                    [
+                        *args.overrides,
+                        *settings,
+                        f"seed={seed}",
+                        f"workdir={out / f'seed{seed}' / arm}",
+                        *([] if arm == "baseline" else [f"baseline_from={baseline}"]),
+                    ]
+                )
                 print(f"== seed {seed}: {arm}", flush=True)
                 report = loop.run(config, log=lambda message: print(f"   {message}", flush=True))
                 runs[arm][seed] = arm_figures(report, config)
@@ -163,22 +200,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reproduce: bad configuration: {error}", file=sys.stderr)
         return 2
     summary = summarize(runs)
-    command = " ".join(["python", "experiments/reproduce.py", f"--seeds {args.seeds}", f"--out {args.out}",
-                        *args.overrides])
+    command = " ".join(
+        ["python", "experiments/reproduce.py", f"--seeds {args.seeds}", f"--out {args.out}", *args.overrides]
+    )
     minutes = (time.perf_counter() - started) / 60
-    text = "\n".join([
-        "# Reproducing ARES on the built-in task", "",
-        f"Command: `{command}`  ", f"Machine: {machine()}  ",
-        f"Seeds: {', '.join(map(str, seeds))}; mean ± std over seeds; wall time of this command "
-        f"{minutes:.1f} min (finished runs are read, not rerun).", "",
-        table(summary), "",
-        "ARES arm, phase by phase:", "", phase_table(runs["ares"]), "",
-        "RL-only arm, phase by phase:", "", phase_table(runs["rl_only"]), "",
-    ])
+    text = "\n".join(
+        [
+            "# Reproducing ARES on the built-in task",
+            "",
+            f"Command: `{command}`  ",
+            f"Machine: {machine()}  ",
+            f"Seeds: {', '.join(map(str, seeds))}; mean ± std over seeds; wall time of this command "
+            f"{minutes:.1f} min (finished runs are read, not rerun).",
+            "",
+            table(summary),
+            "",
+            "ARES arm, phase by phase:",
+            "",
+            phase_table(runs["ares"]),
+            "",
+            "RL-only arm, phase by phase:",
+            "",
+            phase_table(runs["rl_only"]),
+            "",
+        ]
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(text)
-    (out / "results.json").write_text(json.dumps({"command": command, "seeds": seeds, "runs": runs,
-                                                  "summary": summary}, indent=1))
+    (out / "results.json").write_text(
+        json.dumps({"command": command, "seeds": seeds, "runs": runs, "summary": summary}, indent=1)
+    )
     print(text)
     return 0
 

@@ -25,15 +25,22 @@ def row(workdir: pathlib.Path) -> str:
         score = [y for _, y in curves[f"{phase}/val_sentence_score"]]
         tokens = [y for _, y in curves[f"{phase}/val_response_tokens"]]
         kl = curves.get(f"{phase}/kl", [[0, float("nan")]])[-1][1]
-        cells.append(" ".join(f"{a:.1%}" for a in acc) + " | " + " ".join(f"{s:.3f}" for s in score)
-                     + f" | {tokens[0]:.1f} → {tokens[-1]:.1f} | {kl:.2f}")
+        cells.append(
+            " ".join(f"{a:.1%}" for a in acc)
+            + " | "
+            + " ".join(f"{s:.3f}" for s in score)
+            + f" | {tokens[0]:.1f} → {tokens[-1]:.1f} | {kl:.2f}"
+        )
     return f"| {workdir.name} | " + " | ".join(cells) + " |"
 
 
 def phase_row(workdir: pathlib.Path) -> str:
     summary = validation_summary(json.loads((workdir / "report.json").read_text())["curves"])
-    return f"| {workdir.name} | " + " | ".join(
-        f"{phase} {m['accuracy']:.1%} / {m['sentence_score']:.3f}" for phase, m in summary.items()) + " |"
+    return (
+        f"| {workdir.name} | "
+        + " | ".join(f"{phase} {m['accuracy']:.1%} / {m['sentence_score']:.3f}" for phase, m in summary.items())
+        + " |"
+    )
 
 
 if __name__ == "__main__":

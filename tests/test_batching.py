@@ -17,9 +17,9 @@ from ares_jax.data.batching import (
     stack_images,
 )
 from ares_jax.data.problem import Problem
-from ares_jax.parallel import batch_sharding, make_mesh, put_batch
 from ares_jax.data.shapes import ShapesTaskConfig, make_split
 from ares_jax.data.shapes.scene import COLOURS, KINDS, SIZES, Scene, Shape, cell_feature_dim, cell_features, render
+from ares_jax.parallel import batch_sharding, make_mesh, put_batch
 
 
 @pytest.fixture(scope="module")

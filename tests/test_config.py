@@ -13,7 +13,10 @@ CONFIGS = Path(__file__).parent.parent / "configs"
 
 def test_defaults_yaml_then_overrides(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("seed: 3\nrationale:\n  steps: 20\n  warmup_steps: 2\n  batch_size: 8\ndata:\n  shapes:\n    kinds: [count, lookup]\n")
+    path.write_text(
+        "seed: 3\nrationale:\n  steps: 20\n  warmup_steps: 2\n  batch_size: 8\n"
+        "data:\n  shapes:\n    kinds: [count, lookup]\n"
+    )
     config = load_config(path, ["rationale.steps=5", "rationale.warmup_steps=2", "model.d_model=32", "workdir=/tmp/x"])
     assert config.seed == 3 and config.rationale.steps == 5 and config.rationale.batch_size == 8
     assert config.rationale.learning_rate == Config().rationale.learning_rate  # untouched keys keep defaults
@@ -46,13 +49,19 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("rl.questions_per_round=100", "rl.questions_per_round (100) must be a multiple of prompts_per_rollout (64)"),
         ("rl.minibatch_size=48", "rl.minibatch_size (48) must divide prompts_per_rollout x k_samples (256)"),
         ("rounds=-1", "rounds must be >= 0"),
-        ("rl.value_warmup_batches=-1", "rl.weight_decay, kl_target, eval_every, val_questions and value_warmup_batches "
-                                       "must be >= 0"),
+        (
+            "rl.value_warmup_batches=-1",
+            "rl.weight_decay, kl_target, eval_every, val_questions and value_warmup_batches must be >= 0",
+        ),
         ("method=dpo", "method must be one of ('ares', 'rl_only', 'sft_more'), got 'dpo'"),
-        ("distributed.coordinator_address=10.0.0.2:8476",
-         "distributed.coordinator_address is given but enabled is false"),
-        ("distributed={enabled: true, coordinator_address: '10.0.0.2:8476', num_processes: 2}",
-         "distributed.process_id (-1) must be in 0 .. num_processes - 1 (num_processes 2) when coordinator_address"),
+        (
+            "distributed.coordinator_address=10.0.0.2:8476",
+            "distributed.coordinator_address is given but enabled is false",
+        ),
+        (
+            "distributed={enabled: true, coordinator_address: '10.0.0.2:8476', num_processes: 2}",
+            "distributed.process_id (-1) must be in 0 .. num_processes - 1 (num_processes 2) when coordinator_address",
+        ),
         ("answer.lora.targets=[q,x]", "answer.lora.targets must be a non-empty list of"),
         ("answer.lora.dropout=1", "answer.lora.dropout must be in [0, 1)"),
         ("correction.questions=0", "correction.questions must be positive"),
@@ -107,18 +116,28 @@ def test_default_yaml_states_the_defaults():
 
 def test_missing_teacher_key_stops_the_run_before_any_work(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("NOPE_TEACHER_KEY", raising=False)
-    args = [f"workdir={tmp_path}", "teacher.backend=openai", "teacher.model=gpt-4o-mini",
-            "teacher.api_key_env=NOPE_TEACHER_KEY"]
+    args = [
+        f"workdir={tmp_path}",
+        "teacher.backend=openai",
+        "teacher.model=gpt-4o-mini",
+        "teacher.api_key_env=NOPE_TEACHER_KEY",
+    ]
     assert main(args) == 2
     assert "environment variable NOPE_TEACHER_KEY, which is not set" in capsys.readouterr().err
     assert not (tmp_path / "tokenizer").exists()  # nothing was trained or written
 
 
-@pytest.mark.parametrize("name, epochs, accumulation, whiten", [
-    ("scienceqa_base", 10, 8, True), ("scienceqa_large", 5, 16, False), ("aokvqa_base", 10, 8, True)])
+@pytest.mark.parametrize(
+    "name, epochs, accumulation, whiten",
+    [("scienceqa_base", 10, 8, True), ("scienceqa_large", 5, 16, False), ("aokvqa_base", 10, 8, True)],
+)
 def test_dataset_configs_carry_the_papers_settings(name, epochs, accumulation, whiten):
     config = load_config(CONFIGS / f"{name}.yaml")
-    assert (config.rl.epochs, config.ppo.accumulation_steps, config.ppo.whiten_advantages) == (epochs, accumulation, whiten)
+    assert (config.rl.epochs, config.ppo.accumulation_steps, config.ppo.whiten_advantages) == (
+        epochs,
+        accumulation,
+        whiten,
+    )
     assert (config.rl.k_samples, config.rl.top_k, config.rl.learning_rate, config.ppo.kl_coef) == (4, 50, 2e-5, 1e-4)
     assert (config.ppo.gamma, config.ppo.gae_lambda, config.ppo.clip_range, config.ppo.vf_coef) == (1.0, 0.95, 0.2, 1.0)
     assert config.correction.learning_rate == 8e-5

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import png
 from PIL import Image
 
 from ares_jax.config import ConfigError, DataConfig, load_config
@@ -21,14 +22,18 @@ from ares_jax.data.images import FeatureTable, load_pixels
 from ares_jax.data.load import load_split
 from ares_jax.data.records import BadRecords, DataError, RecordError
 from ares_jax.data.scienceqa import load_problems_json
-from conftest import png
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def sqa_config(tree: Path, **changes) -> DataConfig:
-    values = dict(source="scienceqa", path=str(tree / "data" / "scienceqa"), captions=str(tree / "data" / "captions.json"),
-                  images=str(tree / "images"), features=str(tree / "vision_features" / "detr.npy"))
+    values = dict(
+        source="scienceqa",
+        path=str(tree / "data" / "scienceqa"),
+        captions=str(tree / "data" / "captions.json"),
+        images=str(tree / "images"),
+        features=str(tree / "vision_features" / "detr.npy"),
+    )
     return DataConfig(**{**values, **changes})
 
 
@@ -46,7 +51,10 @@ def test_scienceqa_official_layout(sqa):
     np.testing.assert_array_equal(first.features, np.arange(12, dtype=np.float32).reshape(3, 4))
     assert train[1].image is None and not train[1].features.any() and train[1].features.shape == (3, 4)
     np.testing.assert_array_equal(test[0].features, np.arange(12, 24, dtype=np.float32).reshape(3, 4))
-    assert test[0].context == "Ospreys eat fish.  Their feet are adapted for grabbing prey.\nFigure: osprey. A bird with its wings spread."
+    assert (
+        test[0].context
+        == "Ospreys eat fish.  Their feet are adapted for grabbing prey.\nFigure: osprey. A bird with its wings spread."
+    )
     np.testing.assert_array_equal(load_pixels(test[0].image), np.asarray(Image.open(io.BytesIO(png(4)))))
 
 
@@ -65,32 +73,39 @@ SQA_1_RATIONALE_PROMPT = (
     "Question: Which of these states is farthest north?\n"
     "Context: A map of the United States.\n"
     "Options: (A) West Virginia (B) Louisiana (C) Arizona (D) Oklahoma\n"
-    "Solution:")
-SQA_1_TARGET = ("Solution: To find the answer, look at the compass rose. Look at which way the north arrow is "
-                "pointing. West Virginia is farthest north.")
+    "Solution:"
+)
+SQA_1_TARGET = (
+    "Solution: To find the answer, look at the compass rose. Look at which way the north arrow is "
+    "pointing. West Virginia is farthest north."
+)
 SQA_1_TARGET_WITH_LECTURE = (
     "Solution: Maps have four cardinal directions, or main directions. Those directions are north, south, east, "
     "and west.\\nA compass rose is a set of arrows that point to the cardinal directions. A compass rose usually "
     "shows only the first letter of each cardinal direction.\\nThe north arrow points to the North Pole. On most "
     "maps, north is at the top of the map. To find the answer, look at the compass rose. Look at which way the "
-    "north arrow is pointing. West Virginia is farthest north.")
+    "north arrow is pointing. West Virginia is farthest north."
+)
 SQA_1_ANSWER_PROMPT = (
     "Question: Which of these states is farthest north?\n"
     "Context: A map of the United States.\n"
     "Options: (A) West Virginia (B) Louisiana (C) Arizona (D) Oklahoma\n"
     "Solution: West Virginia is farthest north.\n"
-    "Answer:")
+    "Answer:"
+)
 AOKVQA_RATIONALE_PROMPT = (
     "Question: What is the man by the bags awaiting?\n"
     "Context: N/A\n"
     "Options: (A) skateboarder (B) train (C) delivery (D) cab\n"
-    "Solution:")
+    "Solution:"
+)
 AOKVQA_ANSWER_PROMPT = (
     "Question: What is the man by the bags awaiting?\n"
     "Context: N/A\n"
     "Options: (A) skateboarder (B) train (C) delivery (D) cab\n"
     "Solution: He has bags. So a cab is the answer.\n"
-    "Answer:")
+    "Answer:"
+)
 
 
 def test_prompts_of_two_real_records(sqa):
@@ -111,7 +126,8 @@ def test_prompt_without_caption_and_with_hint(sqa):
     test = load_split(sqa_config(sqa, captions=""), "test")
     assert rationale_prompt(test[1]) == (
         "Question: What is the temperature of a warm bowl of soup?\nContext: Select the better estimate.\n"
-        "Options: (A) 45°F (B) 45°C\nSolution:")
+        "Options: (A) 45°F (B) 45°C\nSolution:"
+    )
     # one pass of "  " -> " " over the whole prompt, as MM-CoT
     assert "Ospreys eat fish. Their feet" in rationale_prompt(test[0])
 
@@ -135,8 +151,9 @@ def write_hf_parquet(sqa: Path, qids, split="train") -> Path:
     for qid in qids:
         row = dict(records[qid])
         name, record_split = row.pop("image"), row.pop("split")
-        row["image"] = None if not name else {
-            "bytes": (sqa / "images" / record_split / qid / name).read_bytes(), "path": None}
+        row["image"] = (
+            None if not name else {"bytes": (sqa / "images" / record_split / qid / name).read_bytes(), "path": None}
+        )
         rows.append(row)
     folder = sqa / "hf" / "data"
     folder.mkdir(parents=True, exist_ok=True)
@@ -166,8 +183,12 @@ def test_same_problem_from_aokvqa_allenai_json_and_problems_json(tmp_path):
         (coco / "train2017" / f"{image_id:012d}.jpg").write_bytes(jpeg.getvalue())
         (images / qid).mkdir(parents=True)
         (images / qid / "image.png").write_bytes(jpeg.getvalue())  # MM-CoT's folder holds the same picture
-    allenai = load_split(DataConfig(source="aokvqa", path=str(FIXTURES / "aokvqa" / "allenai"), images=str(coco)), "train")
-    mmcot = load_split(DataConfig(source="aokvqa", path=str(FIXTURES / "aokvqa" / "mmcot"), images=str(images)), "train")
+    allenai = load_split(
+        DataConfig(source="aokvqa", path=str(FIXTURES / "aokvqa" / "allenai"), images=str(coco)), "train"
+    )
+    mmcot = load_split(
+        DataConfig(source="aokvqa", path=str(FIXTURES / "aokvqa" / "mmcot"), images=str(images)), "train"
+    )
     assert [p.id for p in allenai] == ["22MexNkBPpdZGX6sxbxVBH", "fixture0000000000000001"]
     assert [p.id for p in mmcot] == ["1", "2"]
     assert Path(allenai[0].image) == (coco / "train2017" / "000000299207.jpg").resolve()
@@ -240,18 +261,21 @@ def _edit_problems(sqa: Path, edit):
     return path
 
 
-@pytest.mark.parametrize("case, match", [
-    ("absent", r"pid_splits.json: record '2': listed in split 'train' but absent from .*problems.json"),
-    ("answer", r"problems.json: record '2': answer index 2 outside its 2 choices"),
-    ("no_image", r"problems.json: record '1': image file .*images/train/1/photo.png does not exist"),
-    ("corrupt", r"problems.json: record '1': image .*image.png is not a readable image"),
-    ("truncated", r"problems.json: record '1': image .*image.png is not a readable image"),
-    ("escape", r"problems.json: record '1': image path '../../secret.png' leads outside the dataset folder"),
-    ("absolute", r"problems.json: record '1': image path '/etc/passwd' leads outside the dataset folder"),
-    ("link", r"problems.json: record '1': image path .* leads outside the dataset folder"),
-    ("field", r"problems.json: record '2': missing field 'question'"),
-    ("type", r"problems.json: record '2': field 'answer' must be an integer, got '0'"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("absent", r"pid_splits.json: record '2': listed in split 'train' but absent from .*problems.json"),
+        ("answer", r"problems.json: record '2': answer index 2 outside its 2 choices"),
+        ("no_image", r"problems.json: record '1': image file .*images/train/1/photo.png does not exist"),
+        ("corrupt", r"problems.json: record '1': image .*image.png is not a readable image"),
+        ("truncated", r"problems.json: record '1': image .*image.png is not a readable image"),
+        ("escape", r"problems.json: record '1': image path '../../secret.png' leads outside the dataset folder"),
+        ("absolute", r"problems.json: record '1': image path '/etc/passwd' leads outside the dataset folder"),
+        ("link", r"problems.json: record '1': image path .* leads outside the dataset folder"),
+        ("field", r"problems.json: record '2': missing field 'question'"),
+        ("type", r"problems.json: record '2': field 'answer' must be an integer, got '0'"),
+    ],
+)
 def test_bad_records_name_file_and_record(sqa, tmp_path, case, match):
     image = sqa / "images" / "train" / "1" / "image.png"
     if case == "absent":
@@ -305,12 +329,18 @@ def test_pytorch_features_are_refused_with_the_conversion(sqa):
 
 
 def test_aokvqa_bad_records(tmp_path):
-    with pytest.raises(RecordError, match=r"aokvqa_v1p0_test.json: record 'fixture0000000000000003': has no "
-                                          r"correct_choice_idx \(A-OKVQA's test split has no answers"):
+    with pytest.raises(
+        RecordError,
+        match=r"aokvqa_v1p0_test.json: record 'fixture0000000000000003': has no "
+        r"correct_choice_idx \(A-OKVQA's test split has no answers",
+    ):
         load_aokvqa(FIXTURES / "aokvqa" / "allenai", "test")
     (tmp_path / "coco" / "train2017").mkdir(parents=True)
-    with pytest.raises(RecordError, match=r"aokvqa_v1p0_train.json: record '22MexNkBPpdZGX6sxbxVBH': image file "
-                                          r".*train2017/000000299207.jpg does not exist"):
+    with pytest.raises(
+        RecordError,
+        match=r"aokvqa_v1p0_train.json: record '22MexNkBPpdZGX6sxbxVBH': image file "
+        r".*train2017/000000299207.jpg does not exist",
+    ):
         load_aokvqa(FIXTURES / "aokvqa" / "allenai", "train", coco=tmp_path / "coco")
 
 
@@ -341,22 +371,52 @@ def test_tfds_field_mapping_with_a_stand_in_module(monkeypatch):
 
     def data_source(name, *, split, data_dir, download):
         opened.update(name=name, split=split, data_dir=data_dir, download=download)
-        return _FakeSource([
-            {"qid": b"q1", "question_text": b"Which is red?", "options": np.array([b"apple", b"sky"], dtype=object),
-             "label": np.int64(0), "hint": b"", "solution": b"Apples are red.", "image": np.zeros((2, 2, 3), np.uint8)},
-            {"qid": b"q2", "question_text": b"Bad", "options": np.array([b"a", b"b"], dtype=object),
-             "label": np.int64(5), "hint": b"", "solution": b"", "image": np.zeros((2, 2, 3), np.uint8)},
-        ])
+        return _FakeSource(
+            [
+                {
+                    "qid": b"q1",
+                    "question_text": b"Which is red?",
+                    "options": np.array([b"apple", b"sky"], dtype=object),
+                    "label": np.int64(0),
+                    "hint": b"",
+                    "solution": b"Apples are red.",
+                    "image": np.zeros((2, 2, 3), np.uint8),
+                },
+                {
+                    "qid": b"q2",
+                    "question_text": b"Bad",
+                    "options": np.array([b"a", b"b"], dtype=object),
+                    "label": np.int64(5),
+                    "hint": b"",
+                    "solution": b"",
+                    "image": np.zeros((2, 2, 3), np.uint8),
+                },
+            ]
+        )
 
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", types.SimpleNamespace(data_source=data_source))
-    data = DataConfig(source="tfds", path="my_scienceqa:1.0.0", tfds_data_dir="gs://bucket/tfds",
-                      tfds_fields=("id=qid", "question=question_text", "choices=options", "answer=label"),
-                      skip_bad_records=True)
+    data = DataConfig(
+        source="tfds",
+        path="my_scienceqa:1.0.0",
+        tfds_data_dir="gs://bucket/tfds",
+        tfds_fields=("id=qid", "question=question_text", "choices=options", "answer=label"),
+        skip_bad_records=True,
+    )
     lines = []
     (problem,) = load_split(data, "train[:2]", log=lines.append)
-    assert opened == {"name": "my_scienceqa:1.0.0", "split": "train[:2]", "data_dir": "gs://bucket/tfds", "download": False}
+    assert opened == {
+        "name": "my_scienceqa:1.0.0",
+        "split": "train[:2]",
+        "data_dir": "gs://bucket/tfds",
+        "download": False,
+    }
     assert (problem.id, problem.question, problem.choices, problem.answer, problem.solution) == (
-        "q1", "Which is red?", ("apple", "sky"), 0, "Apples are red.")
+        "q1",
+        "Which is red?",
+        ("apple", "sky"),
+        0,
+        "Apples are red.",
+    )
     assert problem.image.shape == (2, 2, 3)
     assert "tfds:my_scienceqa:1.0.0[train[:2]] in gs://bucket/tfds: record 'q2': answer index 5 outside" in lines[0]
 

@@ -62,8 +62,7 @@ def test_win_rate_cancels_position_bias_and_counts_ties_half():
     assert win_rate(FirstAlwaysWins(), problems, golds, broken)["win_rate"] == 0.5
     rule = RuleTeacher()
     result = win_rate(rule, problems, golds, broken, concurrency=2)
-    assert result == {"win_rate": 1.0, "ci95": [1.0, 1.0], "wins": 12.0, "ties": 0.0, "losses": 0.0,
-                      "judgements": 12.0}
+    assert result == {"win_rate": 1.0, "ci95": [1.0, 1.0], "wins": 12.0, "ties": 0.0, "losses": 0.0, "judgements": 12.0}
     assert win_rate(rule, problems, broken, golds)["win_rate"] == 0.0
     assert win_rate(rule, problems, golds, golds)["win_rate"] == 0.5
     with pytest.raises(ValueError, match="one rationale from each model"):
@@ -86,6 +85,7 @@ def test_the_report_names_the_rl_settings():
     group = to_dict(load_config_args(["method=rl_only", "ppo.advantage=group", "ppo.whiten_advantages=false"]))
     assert _rl_settings_lines(group)[0] == (
         "RL: rewards at sentence ends, group-relative sentence advantages (no critic), advantages not whitened, "
-        "KL coefficient 0.0001, learning rate 0.0001, 4 PPO epochs per rollout batch, sampling temperature 1.0.")
+        "KL coefficient 0.0001, learning rate 0.0001, 4 PPO epochs per rollout batch, sampling temperature 1.0."
+    )
     assert _rl_settings_lines(to_dict(load_config_args(["rounds=0"]))) == []
     assert _rl_settings_lines(to_dict(load_config_args(["method=sft_more"]))) == []

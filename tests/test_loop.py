@@ -14,14 +14,35 @@ from ares_jax.checkpoint import Checkpointer
 from ares_jax.main import main
 
 TINY = [
-    "data.shapes.train_size=64", "data.shapes.test_size=12", "data.shapes.val_size=8", "data.vocab_size=400",
-    "model.d_model=32", "model.d_ff=64", "model.num_layers=1", "model.num_decoder_layers=1",
-    "model.max_target_length=24", "eval.batch_size=8", "eval.max_new_tokens=24",
-    "rationale.steps=120", "rationale.warmup_steps=1", "rationale.batch_size=8", "rationale.learning_rate=0.01",
-    "answer.steps=3", "answer.warmup_steps=1", "answer.batch_size=8",
-    "rounds=1", "rl.questions_per_round=32", "rl.prompts_per_rollout=8", "rl.k_samples=2", "rl.minibatch_size=8",
-    "rl.epochs=2", "correction.questions=16", "correction.steps=4", "correction.warmup_steps=1",
-    "correction.batch_size=8", "checkpoint.every_steps=8",
+    "data.shapes.train_size=64",
+    "data.shapes.test_size=12",
+    "data.shapes.val_size=8",
+    "data.vocab_size=400",
+    "model.d_model=32",
+    "model.d_ff=64",
+    "model.num_layers=1",
+    "model.num_decoder_layers=1",
+    "model.max_target_length=24",
+    "eval.batch_size=8",
+    "eval.max_new_tokens=24",
+    "rationale.steps=120",
+    "rationale.warmup_steps=1",
+    "rationale.batch_size=8",
+    "rationale.learning_rate=0.01",
+    "answer.steps=3",
+    "answer.warmup_steps=1",
+    "answer.batch_size=8",
+    "rounds=1",
+    "rl.questions_per_round=32",
+    "rl.prompts_per_rollout=8",
+    "rl.k_samples=2",
+    "rl.minibatch_size=8",
+    "rl.epochs=2",
+    "correction.questions=16",
+    "correction.steps=4",
+    "correction.warmup_steps=1",
+    "correction.batch_size=8",
+    "checkpoint.every_steps=8",
 ]
 REPORT_KEYS = {"baseline", "ares", "phases", "corrections", "curves", "teacher", "seconds", "config", "examples"}
 
@@ -78,13 +99,28 @@ def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
     assert {"rationale_sft", "rl_1", "sft_1", "eval_baseline"} <= {line["phase"] for line in lines}
     rollouts = [line for line in lines if line["phase"] == "rl_1" and "kl" in line]
     assert [line["step"] for line in rollouts] == [0, 1, 2, 3]
-    assert all({"policy_loss", "value_loss", "sentence_score", "entropy", "explained_variance", "clipfrac",
-                "pass_at_k", "sample_accuracy", "policy_grad_norm", "value_grad_norm"} <= set(line) for line in rollouts)
+    assert all(
+        {
+            "policy_loss",
+            "value_loss",
+            "sentence_score",
+            "entropy",
+            "explained_variance",
+            "clipfrac",
+            "pass_at_k",
+            "sample_accuracy",
+            "policy_grad_norm",
+            "value_grad_norm",
+        }
+        <= set(line)
+        for line in rollouts
+    )
     assert all(line["entropy"] > 0 and 0 <= line["sample_accuracy"] <= line["pass_at_k"] <= 1 for line in rollouts)
     # RL progress on held-out questions: greedy on the 8 validation problems before the round and
     # after every 2 rollout batches (rl.eval_every), in the log, the curves and the report.
     from ares_jax.data.prompts import parse_answer
     from ares_jax.data.shapes.task import ShapesTaskConfig, make_split
+
     val = {p.id: p for p in make_split(ShapesTaskConfig(), "val", 8)}
     validations = [line for line in lines if line["phase"] == "rl_1" and "val_accuracy" in line]
     assert [line["step"] for line in validations] == [0, 2, 4]
@@ -94,15 +130,20 @@ def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
     assert [x for x, _ in report["curves"]["sft_1/val_accuracy"]] == [4]
     assert list(report["validation"]) == ["baseline", "rl_1", "sft_1"]
     assert [report["validation"][label]["accuracy"] for label in report["validation"]] == [
-        report["curves"]["rl_1/val_accuracy"][0][1], report["curves"]["rl_1/val_accuracy"][-1][1],
-        report["curves"]["sft_1/val_accuracy"][0][1]]
+        report["curves"]["rl_1/val_accuracy"][0][1],
+        report["curves"]["rl_1/val_accuracy"][-1][1],
+        report["curves"]["sft_1/val_accuracy"][0][1],
+    ]
     written = json.loads((workdir / "eval" / "sft_1_val_4.json").read_text())
     assert report["validation"]["sft_1"]["accuracy"] == pytest.approx(
-        sum(r["answer"] == val[r["id"]].answer for r in written) / len(written))
+        sum(r["answer"] == val[r["id"]].answer for r in written) / len(written)
+    )
     assert "## Held-out questions (validation split, greedy), after each phase" in markdown
     assert "| | baseline | after RL 1 | after SFT 1 |" in markdown
-    assert ("RL: rewards at sentence ends, GAE (gamma 1.0, lambda 0.95) over the value model, warmed up alone on "
-            "the first 2 rollout batches, advantages whitened, KL coefficient 0.0001, learning rate 0.0001") in markdown
+    assert (
+        "RL: rewards at sentence ends, GAE (gamma 1.0, lambda 0.95) over the value model, warmed up alone on "
+        "the first 2 rollout batches, advantages whitened, KL coefficient 0.0001, learning rate 0.0001"
+    ) in markdown
     # rl.value_warmup_batches (2 by default): the first two rollout batches train only the value
     # model, so the policy still equals the reference when the third batch is sampled
     assert [kl for _, kl in report["curves"]["rl_1/kl"]][:3] == [0.0, 0.0, 0.0]
@@ -127,6 +168,7 @@ def test_a_finished_run_rerun_asks_the_teacher_nothing(reference, capsys):
 
 def test_resuming_with_other_settings_is_refused_and_changes_nothing(reference, capsys):
     workdir, _ = reference
+
     def contents():  # SQLite's -wal/-shm side files belong to open connections, not to the data
         return {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
 
@@ -138,8 +180,15 @@ def test_resuming_with_other_settings_is_refused_and_changes_nothing(reference, 
 
 
 def test_lora_answer_stage_without_rounds(tmp_path):
-    args = [f"workdir={tmp_path}", *TINY, "rounds=0", "rationale.steps=10", "answer.lora.enabled=true",
-            "answer.lora.rank=2", "answer.lora.targets=q,v,wo"]
+    args = [
+        f"workdir={tmp_path}",
+        *TINY,
+        "rounds=0",
+        "rationale.steps=10",
+        "answer.lora.enabled=true",
+        "answer.lora.rank=2",
+        "answer.lora.targets=q,v,wo",
+    ]
     assert main(args) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert list(report["phases"]) == ["baseline"] and report["ares"]["win_rate_vs_baseline"] == 0.5
@@ -216,13 +265,22 @@ def test_an_unavailable_teacher_stops_the_run_cleanly_without_leaking_the_key(tm
     key = "sk-loop-test-SECRET-987"
     monkeypatch.setenv("LOOP_TEACHER_KEY", key)
     # A barely trained model writes empty rationales, which need no Teacher: evaluate the gold ones instead.
-    monkeypatch.setattr(phases, "write_rationales", lambda model, params, tok, problems, *rest: [p.solution for p in problems])
+    monkeypatch.setattr(
+        phases, "write_rationales", lambda model, params, tok, problems, *rest: [p.solution for p in problems]
+    )
     server = FakeAPIServer()
     server.default = lambda body: {"status": 502}
     try:
-        args = [f"workdir={tmp_path}", "teacher.backend=openai", "teacher.model=gpt-test",
-                f"teacher.base_url=http://127.0.0.1:{server.port}/v1", "teacher.api_key_env=LOOP_TEACHER_KEY",
-                "teacher.max_retries=1", *TINY, "rationale.steps=4"]
+        args = [
+            f"workdir={tmp_path}",
+            "teacher.backend=openai",
+            "teacher.model=gpt-test",
+            f"teacher.base_url=http://127.0.0.1:{server.port}/v1",
+            "teacher.api_key_env=LOOP_TEACHER_KEY",
+            "teacher.max_retries=1",
+            *TINY,
+            "rationale.steps=4",
+        ]
         assert main(args) == 3
     finally:
         server.close()

@@ -5,31 +5,55 @@ import gzip
 import json
 
 import numpy as np
-
 import pytest
+from fake_api_server import user_part
 
 from ares_jax.main import main
-from fake_api_server import user_part
 
 KEY = "sk-test-SECRET-scienceqa-0123456789"
 TINY = [
-    "data.vocab_size=300", "model.d_model=32", "model.d_ff=64", "model.num_layers=1", "model.num_decoder_layers=1",
-    "model.max_source_length=96", "model.max_target_length=48", "model.max_answer_source_length=128",
-    "eval.batch_size=2", "eval.max_new_tokens=16",
-    "rationale.steps=6", "rationale.warmup_steps=1", "rationale.batch_size=2",
-    "answer.steps=2", "answer.warmup_steps=1", "answer.batch_size=2",
-    "rounds=1", "rl.questions_per_round=4", "rl.prompts_per_rollout=2", "rl.k_samples=2", "rl.minibatch_size=4",
-    "rl.epochs=1", "correction.questions=2", "correction.steps=2", "correction.warmup_steps=1",
-    "correction.batch_size=2", "checkpoint.every_steps=4",
+    "data.vocab_size=300",
+    "model.d_model=32",
+    "model.d_ff=64",
+    "model.num_layers=1",
+    "model.num_decoder_layers=1",
+    "model.max_source_length=96",
+    "model.max_target_length=48",
+    "model.max_answer_source_length=128",
+    "eval.batch_size=2",
+    "eval.max_new_tokens=16",
+    "rationale.steps=6",
+    "rationale.warmup_steps=1",
+    "rationale.batch_size=2",
+    "answer.steps=2",
+    "answer.warmup_steps=1",
+    "answer.batch_size=2",
+    "rounds=1",
+    "rl.questions_per_round=4",
+    "rl.prompts_per_rollout=2",
+    "rl.k_samples=2",
+    "rl.minibatch_size=4",
+    "rl.epochs=1",
+    "correction.questions=2",
+    "correction.steps=2",
+    "correction.warmup_steps=1",
+    "correction.batch_size=2",
+    "checkpoint.every_steps=4",
 ]
 
 
 def scienceqa_args(tree, server) -> list[str]:
     return [
-        "data.source=scienceqa", f"data.path={tree / 'data' / 'scienceqa'}", f"data.captions={tree / 'data' / 'captions.json'}",
-        f"data.images={tree / 'images'}", f"data.features={tree / 'vision_features' / 'detr.npy'}",
-        "teacher.backend=openai", "teacher.model=fake-teacher", f"teacher.base_url=http://127.0.0.1:{server.port}/v1",
-        "teacher.api_key_env=TEST_TEACHER_KEY", "teacher.backoff_s=0.01",
+        "data.source=scienceqa",
+        f"data.path={tree / 'data' / 'scienceqa'}",
+        f"data.captions={tree / 'data' / 'captions.json'}",
+        f"data.images={tree / 'images'}",
+        f"data.features={tree / 'vision_features' / 'detr.npy'}",
+        "teacher.backend=openai",
+        "teacher.model=fake-teacher",
+        f"teacher.base_url=http://127.0.0.1:{server.port}/v1",
+        "teacher.api_key_env=TEST_TEACHER_KEY",
+        "teacher.backoff_s=0.01",
     ]
 
 
@@ -97,9 +121,21 @@ def test_pretrained_start_is_the_folders_model(sqa, server, tmp_path, monkeypatc
     folder = tmp_path / "t5"
     tokenizer.save(folder)
     torch.manual_seed(0)
-    hf = transformers.T5ForConditionalGeneration(transformers.T5Config(
-        vocab_size=tokenizer.vocab_size, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=4,
-        dropout_rate=0.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)).eval()
+    hf = transformers.T5ForConditionalGeneration(
+        transformers.T5Config(
+            vocab_size=tokenizer.vocab_size,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=1,
+            num_decoder_layers=1,
+            num_heads=4,
+            dropout_rate=0.0,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
+    ).eval()
     with torch.no_grad():  # HF's init writes the same token again and again: make the prompt matter
         for name, param in hf.named_parameters():
             param.add_(0.3 * torch.randn_like(param)) if "layer_norm" in name else param.mul_(4.0)
@@ -109,8 +145,13 @@ def test_pretrained_start_is_the_folders_model(sqa, server, tmp_path, monkeypatc
     monkeypatch.setenv("TEST_TEACHER_KEY", KEY)
     workdir = tmp_path / "run"
     args = [a for a in scienceqa_args(sqa, server) if not a.startswith("data.features")]
-    overrides = [*TINY, "rounds=0", "rationale.learning_rate=1e-12", "answer.learning_rate=1e-12",
-                 f"model.pretrained={folder}"]
+    overrides = [
+        *TINY,
+        "rounds=0",
+        "rationale.learning_rate=1e-12",
+        "answer.learning_rate=1e-12",
+        f"model.pretrained={folder}",
+    ]
     assert main([f"workdir={workdir}", *args, *overrides]) == 0
     baseline = json.loads((workdir / "eval" / "baseline.json").read_text())
     test = load_split(data, "test")
@@ -118,8 +159,13 @@ def test_pretrained_start_is_the_folders_model(sqa, server, tmp_path, monkeypatc
     for problem, row in zip(test, baseline):
         ids, mask = tokenizer.batch_encode([rationale_prompt(problem)], 96)  # model.max_source_length
         with torch.no_grad():
-            out = hf.generate(input_ids=torch.as_tensor(np.asarray(ids)), attention_mask=torch.as_tensor(np.asarray(mask)),
-                              max_new_tokens=16, do_sample=False, num_beams=1)  # eval.max_new_tokens
+            out = hf.generate(
+                input_ids=torch.as_tensor(np.asarray(ids)),
+                attention_mask=torch.as_tensor(np.asarray(mask)),
+                max_new_tokens=16,
+                do_sample=False,
+                num_beams=1,
+            )  # eval.max_new_tokens
         expected = strip_solution_tag(tokenizer.decode(out[0, 1:].tolist()))
         assert row["rationale"] == expected and len(expected) >= 8
     assert baseline[0]["rationale"] != baseline[1]["rationale"]

@@ -10,9 +10,20 @@ from ares_jax.models import MultimodalT5, T5Config, VisionConfig, init_params, l
 from ares_jax.models.t5 import add_broadcast_bias
 from ares_jax.train_state import decay_mask
 
-TINY = dict(vocab_size=50, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_decoder_layers=2, num_heads=4,
-            relative_attention_num_buckets=8, relative_attention_max_distance=16)
-PIXELS = VisionConfig(kind="pixels", feature_dim=24, image_size=16, patch_size=4, vit_layers=1, vit_heads=2, vit_mlp_dim=32)
+TINY = dict(
+    vocab_size=50,
+    d_model=16,
+    d_kv=4,
+    d_ff=32,
+    num_layers=1,
+    num_decoder_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=16,
+)
+PIXELS = VisionConfig(
+    kind="pixels", feature_dim=24, image_size=16, patch_size=4, vit_layers=1, vit_heads=2, vit_mlp_dim=32
+)
 
 
 def batch(b=2, s=7, t=5, seed=0):
@@ -70,7 +81,9 @@ def test_every_parameter_has_logical_axes():
     for spec, param in zip(flat_axes, flat_params):
         assert isinstance(spec, jax.sharding.PartitionSpec) and len(spec) == param.ndim
     assert axes["shared"]["embedding"] == jax.sharding.PartitionSpec("vocab", "embed")
-    assert axes["encoder"]["layer_0"]["self_attention"]["q"]["kernel"] == jax.sharding.PartitionSpec("embed", "heads", "kv")
+    assert axes["encoder"]["layer_0"]["self_attention"]["q"]["kernel"] == jax.sharding.PartitionSpec(
+        "embed", "heads", "kv"
+    )
     assert axes["lm_head"]["kernel"] == jax.sharding.PartitionSpec("embed", "vocab")
 
 

@@ -18,13 +18,30 @@ KEY = "sk-multihost-SECRET-4242"
 def start_processes(workdir, server, env, *extra) -> list[subprocess.Popen]:
     """The two processes of one run, started; only process 0 gets the Teacher's key."""
     port = free_port()
-    return [subprocess.Popen(
-        [sys.executable, "-m", "ares_jax.main", *teacher_args(workdir, server), *extra, "distributed.enabled=true",
-         f"distributed.coordinator_address=127.0.0.1:{port}", "distributed.num_processes=2",
-         f"distributed.process_id={i}"],
-        env=dict(env, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=2"),
-                 **({"MH_KEY": KEY} if i == 0 else {})),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ares_jax.main",
+                *teacher_args(workdir, server),
+                *extra,
+                "distributed.enabled=true",
+                f"distributed.coordinator_address=127.0.0.1:{port}",
+                "distributed.num_processes=2",
+                f"distributed.process_id={i}",
+            ],
+            env=dict(
+                env,
+                XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=2"),
+                **({"MH_KEY": KEY} if i == 0 else {}),
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
 
 
 def finish(workers: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
@@ -36,9 +53,15 @@ def finish(workers: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
 def teacher_args(workdir, server):
     # One request at a time: two equal requests in flight together would both be paid, so the
     # count would depend on timing.
-    return [f"workdir={workdir}", *TINY, "teacher.backend=openai", "teacher.model=fake",
-            f"teacher.base_url=http://127.0.0.1:{server.port}/v1", "teacher.api_key_env=MH_KEY",
-            "teacher.concurrency=1"]
+    return [
+        f"workdir={workdir}",
+        *TINY,
+        "teacher.backend=openai",
+        "teacher.model=fake",
+        f"teacher.base_url=http://127.0.0.1:{server.port}/v1",
+        "teacher.api_key_env=MH_KEY",
+        "teacher.concurrency=1",
+    ]
 
 
 def own_lines(text: str) -> list[str]:
@@ -51,12 +74,17 @@ def test_two_processes_run_the_loop_as_one_process_does(tmp_path, server):
     env["JAX_PLATFORMS"] = "cpu"
     # One process with 4 devices (the reference), and beside it the two processes, whose process
     # 0 runs out of Teacher budget partway: both stop, saying why.
-    one = subprocess.Popen([sys.executable, "-m", "ares_jax.main", *teacher_args(tmp_path / "one", server)],
-                           env=dict(env, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=4"), MH_KEY=KEY),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    one = subprocess.Popen(
+        [sys.executable, "-m", "ares_jax.main", *teacher_args(tmp_path / "one", server)],
+        env=dict(env, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=4"), MH_KEY=KEY),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     cap = 30
     (code, _, err), (code0, out0, err0), (code1, out1, err1) = finish(
-        [one, *start_processes(tmp_path / "two", server, env, f"teacher.max_requests={cap}")])
+        [one, *start_processes(tmp_path / "two", server, env, f"teacher.max_requests={cap}")]
+    )
     assert code == 0, err[-3000:]
     paid_by_one = json.loads((tmp_path / "one" / "report.json").read_text())["teacher"]["requests"]
     assert paid_by_one > 2 * cap and len(server.requests) == paid_by_one + cap
@@ -78,9 +106,13 @@ def test_two_processes_run_the_loop_as_one_process_does(tmp_path, server):
     for name, points in single["curves"].items():
         for (x, y), (x2, y2) in zip(points, two["curves"][name], strict=True):
             assert x == x2 and abs(y - y2) <= 1e-4 * max(1.0, abs(y)), name
+
     def logged(name, phase):
-        return [(line["step"], line.get("loss")) for line in map(json.loads, (tmp_path / name / "metrics.jsonl").open())
-                if line["phase"] == phase]
+        return [
+            (line["step"], line.get("loss"))
+            for line in map(json.loads, (tmp_path / name / "metrics.jsonl").open())
+            if line["phase"] == phase
+        ]
 
     for phase in ("rationale_sft", "answer_sft"):  # logged once (by process 0), as one process logs them
         assert [step for step, _ in logged("two", phase)] == [step for step, _ in logged("one", phase)]

@@ -68,16 +68,21 @@ def test_mesh_shapes():
 
 def test_axis_rules_parse():  # bad rules: tests/test_config.py
     assert parse_axis_rules(["batch=data+fsdp", "embed=fsdp", "kv="]) == (
-        ("batch", ("data", "fsdp")), ("embed", "fsdp"), ("kv", None))
+        ("batch", ("data", "fsdp")),
+        ("embed", "fsdp"),
+        ("kv", None),
+    )
 
 
 def test_batches_must_split_over_the_mesh():
     from ares_jax.loop.run import check_batches_split
 
     check_batches_split(load_config(None, []), 1)
-    expected = (r"rationale.batch_size \(32\), .*eval.batch_size \(50\), rl.prompts_per_rollout \(64\), "
-                r"rl.minibatch_size / ppo.accumulation_steps \(64\) must be a multiple of the mesh's batch shards "
-                r"\(mesh.data x mesh.fsdp = 3\)")
+    expected = (
+        r"rationale.batch_size \(32\), .*eval.batch_size \(50\), rl.prompts_per_rollout \(64\), "
+        r"rl.minibatch_size / ppo.accumulation_steps \(64\) must be a multiple of the mesh's batch shards "
+        r"\(mesh.data x mesh.fsdp = 3\)"
+    )
     with pytest.raises(ConfigError, match=expected):
         check_batches_split(load_config(None, ["eval.batch_size=50"]), 3)
 
@@ -91,8 +96,16 @@ def test_two_processes_share_one_mesh(tmp_path):
     port = free_port()
     env = dict(os.environ, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=2"), JAX_PLATFORMS="cpu")
     script = str(Path(__file__).parent / "multihost_check.py")
-    workers = [subprocess.Popen([sys.executable, script, str(i), port, str(tmp_path)], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for i in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, script, str(i), port, str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [worker.communicate(timeout=300) for worker in workers]
     for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]

@@ -19,8 +19,18 @@ from ares_jax.rl import (
 from ares_jax.train_state import TrainState, adamw
 
 VOCAB, LENGTH, TARGET = 12, 6, 7
-CONFIG = T5Config(vocab_size=VOCAB, d_model=32, d_kv=16, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2,
-                  relative_attention_num_buckets=8, dropout_rate=0.0, eos_token_id=-1)  # fixed-length responses
+CONFIG = T5Config(
+    vocab_size=VOCAB,
+    d_model=32,
+    d_kv=16,
+    d_ff=64,
+    num_layers=1,
+    num_decoder_layers=1,
+    num_heads=2,
+    relative_attention_num_buckets=8,
+    dropout_rate=0.0,
+    eos_token_id=-1,
+)  # fixed-length responses
 POLICY, VALUE = MultimodalT5(CONFIG), MultimodalT5(CONFIG, head="value")
 SAMPLING = SamplingConfig(LENGTH, temperature=1.0)
 SEGMENTS = np.repeat(np.array([[0, 0, 0, 1, 1, 1]], np.int32), 16, axis=0)  # two 3-token "sentences"
@@ -39,8 +49,9 @@ def fake_teacher(tokens):
 
 def rollout(params, ref_params, scoring, seed, config, k_samples=4):
     ids, mask = prompts(seed, batch=16 // k_samples)
-    batch = sample_responses(POLICY, params["policy"], {"input_ids": ids, "attention_mask": mask},
-                             jax.random.key(seed), SAMPLING, k_samples)
+    batch = sample_responses(
+        POLICY, params["policy"], {"input_ids": ids, "attention_mask": mask}, jax.random.key(seed), SAMPLING, k_samples
+    )
     batch.update(segment_ids=jnp.asarray(SEGMENTS), segment_scores=jnp.asarray(fake_teacher(batch["tokens"])))
     batch.update(scoring(params, ref_params, batch))
     batch["advantages"], batch["returns"], _ = compute_advantages(batch, config)
@@ -107,8 +118,13 @@ def test_non_finite_batch_is_skipped_bit_for_bit(setup):
 
 def value_loss(value_params, batch):
     """The PPO value term on its own: mean squared error of the values against the returns."""
-    values = VALUE.apply({"params": value_params}, batch["input_ids"], batch["attention_mask"],
-                         decoder_inputs(batch["tokens"], CONFIG.decoder_start_token_id), batch["response_mask"])
+    values = VALUE.apply(
+        {"params": value_params},
+        batch["input_ids"],
+        batch["attention_mask"],
+        decoder_inputs(batch["tokens"], CONFIG.decoder_start_token_id),
+        batch["response_mask"],
+    )
     mask = batch["response_mask"].astype(jnp.float32)
     return (jnp.square(values - batch["returns"]) * mask).sum() / mask.sum()
 
@@ -130,11 +146,15 @@ def test_value_warm_up_step_moves_only_the_value_model(setup):
             grads = jax.grad(value_loss)(params["value"], batch)
             updates, _ = tx.update(grads, tx.init(params["value"]), params["value"])
             expected = optax.apply_updates(params["value"], updates)
-            jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), state.params["value"],
-                                   expected)
+            jax.tree_util.tree_map(
+                lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), state.params["value"], expected
+            )
     jax.tree_util.tree_map(np.testing.assert_array_equal, state.params["policy"], params["policy"])
-    policy_moments = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(state.opt_state)[0]
-                      if "policy" in jax.tree_util.keystr(path)]
+    policy_moments = [
+        leaf
+        for path, leaf in jax.tree_util.tree_flatten_with_path(state.opt_state)[0]
+        if "policy" in jax.tree_util.keystr(path)
+    ]
     assert policy_moments and all(not np.asarray(leaf).any() for leaf in policy_moments)
     assert losses[-1] < losses[0], losses
     assert float(metrics["policy_grad_norm"]) == 0.0

@@ -14,13 +14,32 @@ from ares_jax.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "data.shapes.train_size=64", "data.shapes.test_size=12", "data.shapes.val_size=8", "data.vocab_size=400",
-    "model.d_model=32", "model.d_ff=64", "model.num_layers=1", "model.num_decoder_layers=1",
-    "model.max_target_length=24", "eval.batch_size=8", "eval.max_new_tokens=24",
-    "rationale.steps=20", "rationale.warmup_steps=1", "rationale.batch_size=8",
-    "answer.steps=3", "answer.warmup_steps=1", "answer.batch_size=8",
-    "rounds=1", "rl.questions_per_round=16", "rl.prompts_per_rollout=8", "rl.k_samples=2", "rl.minibatch_size=8",
-    "rl.epochs=1", "correction.questions=16", "correction.steps=4", "correction.warmup_steps=1",
+    "data.shapes.train_size=64",
+    "data.shapes.test_size=12",
+    "data.shapes.val_size=8",
+    "data.vocab_size=400",
+    "model.d_model=32",
+    "model.d_ff=64",
+    "model.num_layers=1",
+    "model.num_decoder_layers=1",
+    "model.max_target_length=24",
+    "eval.batch_size=8",
+    "eval.max_new_tokens=24",
+    "rationale.steps=20",
+    "rationale.warmup_steps=1",
+    "rationale.batch_size=8",
+    "answer.steps=3",
+    "answer.warmup_steps=1",
+    "answer.batch_size=8",
+    "rounds=1",
+    "rl.questions_per_round=16",
+    "rl.prompts_per_rollout=8",
+    "rl.k_samples=2",
+    "rl.minibatch_size=8",
+    "rl.epochs=1",
+    "correction.questions=16",
+    "correction.steps=4",
+    "correction.warmup_steps=1",
     "correction.batch_size=8",
 ]
 ARMS = ["baseline", "ares", "rl_only", "sequence_reward", "sft_more"]
@@ -30,8 +49,13 @@ PM = r"-?\d+\.\d+ ± \d+\.\d+"  # mean ± std
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce")
-    done = subprocess.run([sys.executable, "experiments/reproduce.py", "--seeds", "0", "--out", str(out), *TINY],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "experiments/reproduce.py", "--seeds", "0", "--out", str(out), *TINY],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out, (out / "results.md").read_text(), json.loads((out / "results.json").read_text())
 
@@ -44,10 +68,21 @@ def test_the_table_has_one_row_per_arm_with_mean_and_std(experiment):
     lines = text.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| arm |"))
     columns = [c.strip() for c in lines[header].strip("|").split("|")]
-    assert columns == ["arm", "answer accuracy %", "change vs baseline (points)", "win rate vs baseline %",
-                       "ROUGE-L", "sentence score", "repeated sentence %", "repeated n-gram %", "unfinished %",
-                       "Teacher requests (training)", "steps after baseline", "minutes"]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[header + 2:header + 2 + len(ARMS)]]
+    assert columns == [
+        "arm",
+        "answer accuracy %",
+        "change vs baseline (points)",
+        "win rate vs baseline %",
+        "ROUGE-L",
+        "sentence score",
+        "repeated sentence %",
+        "repeated n-gram %",
+        "unfinished %",
+        "Teacher requests (training)",
+        "steps after baseline",
+        "minutes",
+    ]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[header + 2 : header + 2 + len(ARMS)]]
     assert [row[0] for row in rows] == ARMS
     for row in rows:
         assert len(row) == len(columns)
@@ -68,18 +103,27 @@ def test_every_arm_starts_from_the_one_baseline(experiment):
     runs = results["runs"]
     assert sorted(runs) == sorted(ARMS) and all(list(runs[arm]) == ["0"] for arm in ARMS)
     baseline = json.loads((out / "seed0" / "baseline" / "report.json").read_text())
-    phases = {"baseline": ["baseline"], "ares": ["baseline", "rl_1", "sft_1"], "rl_only": ["baseline", "rl_1"],
-              "sequence_reward": ["baseline", "rl_1", "sft_1"], "sft_more": ["baseline", "gold_1"]}
+    phases = {
+        "baseline": ["baseline"],
+        "ares": ["baseline", "rl_1", "sft_1"],
+        "rl_only": ["baseline", "rl_1"],
+        "sequence_reward": ["baseline", "rl_1", "sft_1"],
+        "sft_more": ["baseline", "gold_1"],
+    }
     for arm in ARMS[1:]:
         report = json.loads((out / "seed0" / arm / "report.json").read_text())
         assert list(report["phases"]) == phases[arm]
         assert report["baseline"] == baseline["baseline"]
         trained = {json.loads(line)["phase"] for line in (out / "seed0" / arm / "metrics.jsonl").open()}
         assert not trained & {"rationale_sft", "answer_sft"}, arm  # the baseline was not trained again
-    assert json.loads((out / "seed0" / "sequence_reward" / "report.json").read_text())["config"]["ppo"][
-        "reward_placement"] == "sequence"
+    assert (
+        json.loads((out / "seed0" / "sequence_reward" / "report.json").read_text())["config"]["ppo"]["reward_placement"]
+        == "sequence"
+    )
     sft_more = json.loads((out / "seed0" / "sft_more" / "report.json").read_text())
-    assert sft_more["curves"]["gold_1/loss"][-1][0] == 7  # 8 gold SFT steps: 4 PPO + 4 correction steps of an ARES round
+    assert (
+        sft_more["curves"]["gold_1/loss"][-1][0] == 7
+    )  # 8 gold SFT steps: 4 PPO + 4 correction steps of an ARES round
     # held out: the SFT-more arm is measured before and after its gold SFT, like the RL arms
     assert [x for x, _ in sft_more["curves"]["gold_1/val_accuracy"]] == [0, 8]
     assert list(sft_more["validation"]) == ["baseline", "gold_1"]
@@ -104,7 +148,9 @@ def test_baseline_from_reads_the_source_and_refuses_other_settings(experiment, t
     assert (tmp_path / "copy" / "eval" / "baseline.json").read_text() == (source / "eval" / "baseline.json").read_text()
 
     assert main([*args, "rationale.steps=21", f"workdir={tmp_path / 'other'}"]) == 2
-    assert f"baseline_from: {source}'s baseline was made with other settings (rationale.steps)" in capsys.readouterr().err
+    assert (
+        f"baseline_from: {source}'s baseline was made with other settings (rationale.steps)" in capsys.readouterr().err
+    )
     assert main([*TINY, "rounds=0", f"baseline_from={out / 'seed0' / 'ares'}", f"workdir={tmp_path / 'x'}"]) == 2
     assert "is not a finished baseline-only run (rounds=0" in capsys.readouterr().err
     assert main([*args[:-1], f"baseline_from={tmp_path / 'nothing'}", f"workdir={tmp_path / 'y'}"]) == 2

@@ -92,8 +92,14 @@ def test_ppo_loss_matches_numpy():
     advantages = r.normal(size=batch["mask"].shape).astype(np.float32)
     returns = r.normal(size=batch["mask"].shape).astype(np.float32)
     loss, metrics = ppo_loss(
-        logprobs=batch["logprobs"], old_logprobs=old, values=batch["values"], returns=returns,
-        advantages=advantages, mask=batch["mask"], clip_range=0.2, vf_coef=0.7,
+        logprobs=batch["logprobs"],
+        old_logprobs=old,
+        values=batch["values"],
+        returns=returns,
+        advantages=advantages,
+        mask=batch["mask"],
+        clip_range=0.2,
+        vf_coef=0.7,
     )
     m = batch["mask"]
     n = m.sum()
@@ -109,9 +115,13 @@ def test_hand_worked_example():
     # One rationale, two sentences (tokens 0-1 and 2), one padding token.
     mask = np.array([[1, 1, 1, 0]], np.float32)
     rewards = token_rewards(
-        logprobs=np.array([[-1.0, -2.0, -1.0, 0.0]]), ref_logprobs=np.array([[-1.5, -2.0, -0.5, 0.0]]),
-        mask=mask, segment_ids=np.array([[0, 0, 1, -1]]), segment_scores=np.array([[1.0, 0.2]]),
-        kl_coef=0.1, neutral_score=0.5,
+        logprobs=np.array([[-1.0, -2.0, -1.0, 0.0]]),
+        ref_logprobs=np.array([[-1.5, -2.0, -0.5, 0.0]]),
+        mask=mask,
+        segment_ids=np.array([[0, 0, 1, -1]]),
+        segment_scores=np.array([[1.0, 0.2]]),
+        kl_coef=0.1,
+        neutral_score=0.5,
     )
     # KL terms -0.05, 0, +0.05; sentence 0 pays 1.0 - 0.5 at token 1, sentence 1 pays 0.2 - 0.5 at token 2.
     np.testing.assert_allclose(np.asarray(rewards), [[-0.05, 0.5, -0.25, 0.0]], atol=1e-6)
@@ -121,8 +131,14 @@ def test_hand_worked_example():
     np.testing.assert_allclose(np.asarray(returns), [[0.3125, 0.525, -0.25, 0.0]], atol=1e-6)
 
     loss, metrics = ppo_loss(
-        logprobs=np.array([[0.5, 0.0, -0.5, 3.0]]), old_logprobs=np.zeros((1, 4)), values=np.zeros((1, 4)),
-        returns=np.zeros((1, 4)), advantages=np.array([[1.0, -1.0, 1.0, 5.0]]), mask=mask, clip_range=0.2, vf_coef=1.0,
+        logprobs=np.array([[0.5, 0.0, -0.5, 3.0]]),
+        old_logprobs=np.zeros((1, 4)),
+        values=np.zeros((1, 4)),
+        returns=np.zeros((1, 4)),
+        advantages=np.array([[1.0, -1.0, 1.0, 5.0]]),
+        mask=mask,
+        clip_range=0.2,
+        vf_coef=1.0,
     )
     # max(-1 * e^0.5, -1 * 1.2) = -1.2; max(1, 1) = 1; max(-e^-0.5, -0.8) = -e^-0.5
     expected = (-1.2 + 1.0 - math.exp(-0.5)) / 3
@@ -143,8 +159,9 @@ def test_sequence_placement_puts_the_mean_score_on_the_last_token():
     batch = random_batch(seed=7)
     kw = {k: batch[k] for k in ("logprobs", "ref_logprobs", "mask", "segment_ids", "segment_scores")}
     got = np.asarray(token_rewards(**kw, kl_coef=0.05, neutral_score=0.5, placement="sequence"))
-    kl_only = numpy_token_rewards(**{**kw, "segment_scores": np.full_like(batch["segment_scores"], 0.5)},
-                                  kl_coef=0.05, neutral_score=0.5)
+    kl_only = numpy_token_rewards(
+        **{**kw, "segment_scores": np.full_like(batch["segment_scores"], 0.5)}, kl_coef=0.05, neutral_score=0.5
+    )
     for b in range(got.shape[0]):
         n = int(batch["mask"][b].sum())
         sentences = batch["segment_ids"][b, :n].max() + 1
@@ -155,8 +172,9 @@ def test_sequence_placement_puts_the_mean_score_on_the_last_token():
         token_rewards(**kw, kl_coef=0.05, neutral_score=0.5, placement="token")
 
 
-def numpy_group_advantages(logprobs, ref_logprobs, mask, segment_ids, segment_scores, kl_coef, neutral_score,
-                           group_size):
+def numpy_group_advantages(
+    logprobs, ref_logprobs, mask, segment_ids, segment_scores, kl_coef, neutral_score, group_size
+):
     """Loops: per question, the mean and std of every sentence reward of its samples; each
     sentence's normalised reward sits at its last token; advantages are sums to the end."""
     batch, length = logprobs.shape
@@ -177,17 +195,18 @@ def numpy_group_advantages(logprobs, ref_logprobs, mask, segment_ids, segment_sc
                 if mask[b, u]:
                     total += -kl_coef * (logprobs[b, u] - ref_logprobs[b, u])
                     if (b, u) in sentence_rewards:
-                        total += (sentence_rewards[b, u] - mean) / np.sqrt(std ** 2 + 1e-6)
+                        total += (sentence_rewards[b, u] - mean) / np.sqrt(std**2 + 1e-6)
             advantages[b, t] = total
     return advantages
 
 
 def test_group_advantages_match_numpy_loops():
-    from ares_jax.rl import compute_advantages, PPOConfig
+    from ares_jax.rl import PPOConfig, compute_advantages
 
     batch = random_batch(seed=5, batch=6)
-    expected = numpy_group_advantages(**{k: v for k, v in batch.items() if k != "values"}, kl_coef=0.05,
-                                      neutral_score=0.5, group_size=3)
+    expected = numpy_group_advantages(
+        **{k: v for k, v in batch.items() if k != "values"}, kl_coef=0.05, neutral_score=0.5, group_size=3
+    )
     arrays = {"response_mask": batch["mask"], **{k: v for k, v in batch.items() if k != "mask"}}
     config = PPOConfig(advantage="group", kl_coef=0.05, whiten_advantages=False)
     advantages, returns, rewards = compute_advantages(arrays, config, group_size=3)
@@ -205,6 +224,7 @@ def test_group_advantages_by_hand():
     mask = np.array([[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 0, 0]], np.float32)
     ends = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0], [1, 0, 0]], np.float32)
     scores = np.array([[0, 0.5, 0], [0, 0, -0.5], [0.3, 0, 0], [0.3, 0, 0]], np.float32)
-    advantages, _ = group_advantages(kl_rewards=np.zeros_like(mask), score_rewards=scores, sentence_end_mask=ends,
-                                     mask=mask, group_size=2, eps=0.0)
+    advantages, _ = group_advantages(
+        kl_rewards=np.zeros_like(mask), score_rewards=scores, sentence_end_mask=ends, mask=mask, group_size=2, eps=0.0
+    )
     np.testing.assert_allclose(np.asarray(advantages), [[1, 1, 0], [-1, -1, -1], [0, 0, 0], [0, 0, 0]], atol=1e-6)

@@ -13,8 +13,12 @@ def problem(answer: int, choices=("x", "y")) -> Problem:
 
 def test_conclusion_rates_count_right_conclusions_per_sample_and_per_question():
     problems = [problem(0), problem(0), problem(1), problem(1)]  # two questions, k = 2 samples each
-    texts = ["Solution: Cell A1 is red. Thus, the answer is (A).", "So the answer is (B).",
-             "No conclusion here.", "The answer is (C)."]  # (C) is out of range for 2 options
+    texts = [
+        "Solution: Cell A1 is red. Thus, the answer is (A).",
+        "So the answer is (B).",
+        "No conclusion here.",
+        "The answer is (C).",
+    ]  # (C) is out of range for 2 options
     rates = conclusion_rates(texts, problems, k_samples=2)
     assert rates == {"sample_accuracy": 0.25, "pass_at_k": 0.5}
 
@@ -30,5 +34,7 @@ def test_sample_diagnostics_entropy_and_explained_variance_by_hand():
     assert out["entropy"] == pytest.approx(1.0)
     perfect = sample_diagnostics(entropy, returns, returns, mask)
     assert perfect["explained_variance"] == pytest.approx(1.0)
-    assert sample_diagnostics(entropy, values, returns, np.zeros_like(mask)) == {"entropy": 0.0,
-                                                                                 "explained_variance": 0.0}
+    assert sample_diagnostics(entropy, values, returns, np.zeros_like(mask)) == {
+        "entropy": 0.0,
+        "explained_variance": 0.0,
+    }

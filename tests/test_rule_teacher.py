@@ -59,10 +59,10 @@ def test_one_corrupted_count_scores_0_on_exactly_that_sentence(problems):
         gold = scores(p, p.solution)
         for i, claim in enumerate(C.parse(s) for s in sentences):
             if isinstance(claim, C.Count):
-                corrupted = sentences[:i] + [C.render(falsified(claim, p))] + sentences[i + 1:]
+                corrupted = sentences[:i] + [C.render(falsified(claim, p))] + sentences[i + 1 :]
                 got = TEACHER.sentence_scores(p, corrupted)
                 assert got[i] == 0.0
-                assert got[:i] == gold[:i] and got[i + 1:] == gold[i + 1:], (corrupted, got, gold)
+                assert got[:i] == gold[:i] and got[i + 1 :] == gold[i + 1 :], (corrupted, got, gold)
                 checked += 1
                 break
     assert checked > 100
@@ -128,25 +128,36 @@ def _cell_claim(scene, row, col):
 
 
 def test_correction_replaces_a_step_off_the_solution_path_with_the_step_it_was_taking(problems):
-    """"What is left of X?" answered from the wrong cell: describing that cell truly is no
+    """ "What is left of X?" answered from the wrong cell: describing that cell truly is no
     correction. The wrong cell becomes the neighbour asked about, the wrong option the answer's."""
     p = next(p for p in problems if p.extras["question_kind"] == "spatial")
     scene = p.extras["scene"]
     target, neighbour, option, answer = p.extras["gold_claims"][-4:]
     assert isinstance(neighbour, C.Cell) and isinstance(option, C.OptionIs) and answer == C.Answer(p.answer)
     # another cell, described truly (the rule of "keep correct sentences" would keep it)
-    elsewhere = next(_cell_claim(scene, r, c) for r in range(1, scene.rows + 1) for c in range(1, scene.cols + 1)
-                     if (r, c) not in {(target.row, target.col), (neighbour.row, neighbour.col)})
+    elsewhere = next(
+        _cell_claim(scene, r, c)
+        for r in range(1, scene.rows + 1)
+        for c in range(1, scene.cols + 1)
+        if (r, c) not in {(target.row, target.col), (neighbour.row, neighbour.col)}
+    )
     wrong_option = next(i for i in range(len(p.choices)) if i != p.answer)
-    rationale = " ".join(["Look at each cell of the grid.", C.render(target), C.render(elsewhere),
-                          C.render(C.OptionIs(wrong_option, p.choices[wrong_option])),
-                          C.render(C.Answer(wrong_option))])
+    rationale = " ".join(
+        [
+            "Look at each cell of the grid.",
+            C.render(target),
+            C.render(elsewhere),
+            C.render(C.OptionIs(wrong_option, p.choices[wrong_option])),
+            C.render(C.Answer(wrong_option)),
+        ]
+    )
     assert TEACHER.corrected(p, rationale) == " ".join(
-        ["Look at each cell of the grid.", C.render(target), C.render(neighbour), C.render(option),
-         C.render(answer)])
+        ["Look at each cell of the grid.", C.render(target), C.render(neighbour), C.render(option), C.render(answer)]
+    )
     # steps the rationale never took are inserted where the gold solution has them
     assert TEACHER.corrected(p, f"{C.render(target)} {C.render(C.Answer(wrong_option))}") == " ".join(
-        C.render(claim) for claim in (target, neighbour, option, answer))
+        C.render(claim) for claim in (target, neighbour, option, answer)
+    )
 
 
 def test_correction_keeps_correct_sentences_unchanged_and_in_order(problems):

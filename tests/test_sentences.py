@@ -11,7 +11,10 @@ CASES = [
     # decimals are not ends
     ("The rod is 1.5 m long. It is short.", ["The rod is 1.5 m long.", "It is short."]),
     # titles and e.g. / i.e. never end a sentence
-    ("Mr. Smith met Dr. Jones on St. Mark street. Mrs. Lee came.", ["Mr. Smith met Dr. Jones on St. Mark street.", "Mrs. Lee came."]),
+    (
+        "Mr. Smith met Dr. Jones on St. Mark street. Mrs. Lee came.",
+        ["Mr. Smith met Dr. Jones on St. Mark street.", "Mrs. Lee came."],
+    ),
     ("Use a tool, e.g. a hammer. Or i.e. a saw.", ["Use a tool, e.g. a hammer.", "Or i.e. a saw."]),
     # initialisms inside a sentence, and at the end of the text
     ("The U.S. capital is in D.C. and is old. It grew.", ["The U.S. capital is in D.C. and is old.", "It grew."]),
@@ -70,7 +73,7 @@ def test_segment_ids_from_a_real_tokenizer(kind):
     assert ids.min() == 0 and ids.max() == 3 and (np.diff(ids) >= 0).all()
     for sentence, (s, e) in enumerate(spans):
         tokens = [i for i, seg in enumerate(ids) if seg == sentence]
-        covered = "".join(decoded[offsets[i][0]:offsets[i][1]] for i in tokens)
+        covered = "".join(decoded[offsets[i][0] : offsets[i][1]] for i in tokens)
         assert covered.strip().startswith(decoded[s:e])
 
 
@@ -87,6 +90,6 @@ def test_response_segments_for_a_padded_batch():
     assert texts == ["There are 4 red circles. So the answer is (B).", "There are 4"]
     assert sentences == [["There are 4 red circles.", "So the answer is (B)."], ["There are 4"]]
     assert ids.shape == (2, length)
-    assert (ids[0, : len(rows[0])] >= 0).all() and (ids[0, len(rows[0]):] == -1).all()
+    assert (ids[0, : len(rows[0])] >= 0).all() and (ids[0, len(rows[0]) :] == -1).all()
     assert set(ids[0, : len(rows[0])]) == {0, 1} and set(ids[1, : len(rows[1])]) == {0}
     assert ids[0, len(rows[0]) - 1] == 1  # the EOS belongs to the last sentence

@@ -30,15 +30,18 @@ def tiny_batch(seed):
     ids = r.integers(2, 40, size=(4, 6)).astype(np.int32)
     labels = r.integers(2, 40, size=(4, 5)).astype(np.int32)
     return {
-        "input_ids": jnp.asarray(ids), "attention_mask": jnp.ones((4, 6), jnp.int32),
+        "input_ids": jnp.asarray(ids),
+        "attention_mask": jnp.ones((4, 6), jnp.int32),
         "decoder_input_ids": jnp.asarray(np.concatenate([np.zeros((4, 1), np.int32), labels[:, :-1]], 1)),
-        "labels": jnp.asarray(labels), "label_mask": jnp.ones((4, 5), jnp.int32),
+        "labels": jnp.asarray(labels),
+        "label_mask": jnp.ones((4, 5), jnp.int32),
     }
 
 
 def test_sft_step_equals_a_hand_written_adamw_update_and_compiles_once():
-    config = T5Config(vocab_size=40, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2,
-                      dropout_rate=0.0)
+    config = T5Config(
+        vocab_size=40, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, dropout_rate=0.0
+    )
     model = MultimodalT5(config)
     params = init_params(model, jax.random.key(0))
     tx = adamw(1e-3, max_grad_norm=None)

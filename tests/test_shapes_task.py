@@ -51,8 +51,9 @@ def test_options_come_in_a_fixed_order(problems):
 
 
 def test_images_are_small_uint8_and_round_trip_through_png(problems):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     image = problems[0].image
     assert image.dtype == np.uint8 and image.shape == (48, 48, 3)
@@ -70,7 +71,8 @@ _DESC = rf"(?:({'|'.join(SIZES)}) )?(?:({'|'.join(COLOURS)}) )?({'|'.join(KINDS)
 
 def _count(scene, size, colour, kind):
     return sum(
-        (size is None or s.size == size) and (colour is None or s.colour == colour)
+        (size is None or s.size == size)
+        and (colour is None or s.colour == colour)
         and (kind in (None, "shape") or s.kind == kind)
         for s in scene.cells.values()
     )
@@ -87,7 +89,10 @@ def solve_from_pixels(problem: Problem) -> int:
     q, choices = problem.question, problem.choices
     if m := re.fullmatch(rf"How many ({_DESC}) are in the picture\?", q):
         return choices.index(str(_count(scene, *_group(m.group(1)))))
-    if m := (re.fullmatch(r"Are there more (.+) or more (.+)\?", q) or re.fullmatch(r"Which group is larger: (.+) or (.+)\?", q)):
+    if m := (
+        re.fullmatch(r"Are there more (.+) or more (.+)\?", q)
+        or re.fullmatch(r"Which group is larger: (.+) or (.+)\?", q)
+    ):
         a, b = (_count(scene, *_group(g)) for g in m.groups())
         want = "the same number" if a == b else f"more {m.group(1) if a > b else m.group(2)}"
         return choices.index(want)
@@ -97,7 +102,7 @@ def solve_from_pixels(problem: Problem) -> int:
     where = r"directly (left of|right of|above|below) the (\w+) (\w+)"
     if m := re.fullmatch(rf"What (colour|kind|size) (?:of shape )?is (?:the shape )?{where}\?", q):
         attribute, direction, colour, kind = m.groups()
-        (row, col), = [pos for pos, s in scene.cells.items() if (s.colour, s.kind) == (colour, kind)]
+        ((row, col),) = [pos for pos, s in scene.cells.items() if (s.colour, s.kind) == (colour, kind)]
         dr, dc = {"left of": (0, -1), "right of": (0, 1), "above": (-1, 0), "below": (1, 0)}[direction]
         return choices.index(getattr(scene.at(row + dr, col + dc), attribute))
     if q == "Which statement about the picture is true?":
@@ -128,14 +133,27 @@ def test_gold_rationales_have_3_to_6_checkable_sentences_in_varied_wording(probl
 def test_every_claim_wording_parses_back_to_the_claim():
     rng = np.random.default_rng(0)
     claims = [
-        C.Count(0, colour="red"), C.Count(1, kind="circle"), C.Count(4, "large", None, "square"),
-        C.Count(2, None, "blue", "triangle"), C.Cell(1, 2, "small", "red", "circle"),
-        C.Cell(3, 4, colour="green", kind="square"), C.Cell(2, 2, colour="yellow"), C.Cell(4, 1, size="large"),
-        C.Cell(2, 3, kind="triangle"), C.Cell(1, 1, empty=True), C.Listing((), colour="red", kind="square"),
-        C.Listing(((2, 3),), "small", None, "circle"), C.Listing(((1, 1), (3, 2)), colour="blue"),
-        C.Listing(((1, 2), (2, 1), (3, 3), (12, 4)), kind="triangle"), C.Compare(3, 2, "more"),
-        C.Compare(1, 4, "less"), C.Compare(2, 2, "equal"), C.OptionIs(1, "green"), C.OptionIs(0, "a small red square"),
-        C.Answer(2), C.Starter("Let's count the shapes."),
+        C.Count(0, colour="red"),
+        C.Count(1, kind="circle"),
+        C.Count(4, "large", None, "square"),
+        C.Count(2, None, "blue", "triangle"),
+        C.Cell(1, 2, "small", "red", "circle"),
+        C.Cell(3, 4, colour="green", kind="square"),
+        C.Cell(2, 2, colour="yellow"),
+        C.Cell(4, 1, size="large"),
+        C.Cell(2, 3, kind="triangle"),
+        C.Cell(1, 1, empty=True),
+        C.Listing((), colour="red", kind="square"),
+        C.Listing(((2, 3),), "small", None, "circle"),
+        C.Listing(((1, 1), (3, 2)), colour="blue"),
+        C.Listing(((1, 2), (2, 1), (3, 3), (12, 4)), kind="triangle"),
+        C.Compare(3, 2, "more"),
+        C.Compare(1, 4, "less"),
+        C.Compare(2, 2, "equal"),
+        C.OptionIs(1, "green"),
+        C.OptionIs(0, "a small red square"),
+        C.Answer(2),
+        C.Starter("Let's count the shapes."),
     ]
     for claim in claims:
         for wording in C._wordings(claim):
@@ -146,12 +164,26 @@ def test_every_claim_wording_parses_back_to_the_claim():
 
 
 def test_a_listing_is_true_only_for_exactly_the_matching_cells():
-    scene = Scene(3, 3, {(1, 1): Shape("small", "red", "circle"), (2, 3): Shape("large", "red", "square"),
-                         (3, 2): Shape("large", "blue", "circle")})
-    red = [C.parse(text) for text in (
-        "The red shapes are in cells A1 and C2.", "Cells C2 and A1 have red shapes.",  # any order
-        "The red shapes are in cells A1, C2 and B3.", "Only cell A1 has a red shape.",  # one too many, one missing
-        "The red shapes are in cells A1 and A1.", "No cell has a red shape.")]  # a cell twice, none
+    scene = Scene(
+        3,
+        3,
+        {
+            (1, 1): Shape("small", "red", "circle"),
+            (2, 3): Shape("large", "red", "square"),
+            (3, 2): Shape("large", "blue", "circle"),
+        },
+    )
+    red = [
+        C.parse(text)
+        for text in (
+            "The red shapes are in cells A1 and C2.",
+            "Cells C2 and A1 have red shapes.",  # any order
+            "The red shapes are in cells A1, C2 and B3.",
+            "Only cell A1 has a red shape.",  # one too many, one missing
+            "The red shapes are in cells A1 and A1.",
+            "No cell has a red shape.",
+        )
+    ]  # a cell twice, none
     assert [C.is_true(claim, scene, (), 0) for claim in red] == [True, True, False, False, False, False]
     assert C.is_true(C.parse("The only large circle is in cell B3."), scene, (), 0)
     assert C.is_true(C.parse("No cell holds a small square."), scene, (), 0)

@@ -3,10 +3,22 @@
 from ares_jax.config import load_config
 from ares_jax.tools.step_report import format_report, main, report
 
-TINY = ["data.shapes.train_size=16", "data.vocab_size=300", "model.d_model=32", "model.d_ff=64", "model.num_layers=1",
-        "model.num_decoder_layers=1", "model.max_source_length=48", "model.max_target_length=16",
-        "rationale.batch_size=4", "rl.prompts_per_rollout=4", "rl.k_samples=2", "rl.minibatch_size=8",
-        "rl.questions_per_round=8", "ppo.accumulation_steps=2"]
+TINY = [
+    "data.shapes.train_size=16",
+    "data.vocab_size=300",
+    "model.d_model=32",
+    "model.d_ff=64",
+    "model.num_layers=1",
+    "model.num_decoder_layers=1",
+    "model.max_source_length=48",
+    "model.max_target_length=16",
+    "rationale.batch_size=4",
+    "rl.prompts_per_rollout=4",
+    "rl.k_samples=2",
+    "rl.minibatch_size=8",
+    "rl.questions_per_round=8",
+    "ppo.accumulation_steps=2",
+]
 
 
 def test_step_report_of_the_core_steps(capsys):

@@ -167,7 +167,9 @@ def test_value_model_loads_the_trunk_and_initialises_only_its_head(tmp_path):
     _, policy_params = load_pretrained(tmp_path)
     value_model, value_params = load_pretrained(tmp_path, head="value", rng=jax.random.key(3))
     assert value_model.head == "value" and "lm_head" not in value_params
-    np.testing.assert_array_equal(value_params["encoder"]["layer_0"]["ffn"]["wi"]["kernel"],
-                                  policy_params["encoder"]["layer_0"]["ffn"]["wi"]["kernel"])
+    np.testing.assert_array_equal(
+        value_params["encoder"]["layer_0"]["ffn"]["wi"]["kernel"],
+        policy_params["encoder"]["layer_0"]["ffn"]["wi"]["kernel"],
+    )
     head = value_params["value_head"]["hidden"]["kernel"]
     assert head.shape == (32, 64) and float(np.abs(head).sum()) > 0  # freshly initialised, not zeros

@@ -20,8 +20,9 @@ print("done", flush=True)
 
 
 def _writer(path, name, count):
-    return subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(count)],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), name, str(count)], stdout=subprocess.PIPE, text=True
+    )
 
 
 def test_round_trip_and_concurrent_writers(tmp_path):

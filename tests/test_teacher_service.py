@@ -6,15 +6,15 @@ import json
 
 import numpy as np
 import pytest
+from fake_api_server import all_ones, sentence_count, user_part
 
+from ares_jax.config import TeacherConfig
 from ares_jax.data.shapes import ShapesTaskConfig, make_split, png_bytes
 from ares_jax.teacher import run_batch
 from ares_jax.teacher.backends import AnthropicBackend, OpenAIBackend, TeacherSetupError
 from ares_jax.teacher.cache import TeacherCache
-from ares_jax.config import TeacherConfig
 from ares_jax.teacher.service import APITeacher, TeacherBudgetExhausted, TeacherUnavailable, _RateLimiter
 from ares_jax.text import split_sentences
-from fake_api_server import all_ones, sentence_count, user_part
 
 KEY = "sk-test-SECRET-key-0123456789"
 PROBLEMS = make_split(ShapesTaskConfig(), "test", 4)
@@ -58,7 +58,7 @@ def test_normal_answer_and_the_image_in_each_apis_format(make_teacher, server):
         (image,) = user_part(body, "image_url")
         prefix = "data:image/png;base64,"
         assert image["image_url"]["url"].startswith(prefix)
-        sent = base64.b64decode(image["image_url"]["url"][len(prefix):])
+        sent = base64.b64decode(image["image_url"]["url"][len(prefix) :])
     else:
         assert request["path"] == "/v1/messages" and body["model"] == "claude-test"
         (image,) = user_part(body, "image")

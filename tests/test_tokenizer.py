@@ -8,8 +8,7 @@ import pytest
 from ares_jax.text import Tokenizer, train_bpe_tokenizer
 
 CORPUS = [
-    f"There are {i} red circles. {i} is more than {i - 1}. So the answer is ({'ABCD'[i % 4]})."
-    for i in range(1, 60)
+    f"There are {i} red circles. {i} is more than {i - 1}. So the answer is ({'ABCD'[i % 4]})." for i in range(1, 60)
 ] + ["The small blue square is left of the big green star.", "Is the triangle above the circle?"]
 
 GENERATED = "There are 4 red circles. 4 is more than 3. So the answer is (B). The big"
@@ -30,7 +29,9 @@ def word_level():
     raw = Raw(models.WordLevel(vocab, unk_token="<unk>"))
     raw.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     raw.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    return Tokenizer(PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"))
+    return Tokenizer(
+        PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    )
 
 
 def sentencepiece_folder(tmp_path):
@@ -38,8 +39,14 @@ def sentencepiece_folder(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(CORPUS))
     spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(tmp_path / "spiece"), vocab_size=80,
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2,
+        input=str(corpus),
+        model_prefix=str(tmp_path / "spiece"),
+        vocab_size=80,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        minloglevel=2,
     )
     folder = tmp_path / "sp"
     folder.mkdir()
@@ -114,7 +121,7 @@ def test_batch_encode_pads_and_truncates(bpe):
     short = bpe.encode("There are 3 red circles.")
     assert len(short) < 8
     np.testing.assert_array_equal(ids[0, : len(short)], short)
-    assert (ids[0, len(short):] == bpe.pad_id).all() and mask[0].sum() == len(short)
+    assert (ids[0, len(short) :] == bpe.pad_id).all() and mask[0].sum() == len(short)
     assert mask[1].all() and ids[1, -1] == bpe.eos_id  # cut, still ends with eos
 
 

@@ -34,18 +34,28 @@ def coco_image(coco: Path, split: str, image_id: int, file: Path, qid: str) -> P
 def as_problems_record(record: Mapping, file: Path, qid: str) -> dict:
     """An allenai record in the fields of a `problems.json` record (what `problem_from_record` reads)."""
     if "correct_choice_idx" not in record:
-        raise RecordError(file, qid, "has no correct_choice_idx (A-OKVQA's test split has no answers; "
-                                     "evaluate on val)")
+        raise RecordError(file, qid, "has no correct_choice_idx (A-OKVQA's test split has no answers; evaluate on val)")
     rationales = record.get("rationales", [])
     if not isinstance(rationales, list) or not all(isinstance(r, str) for r in rationales):
         raise RecordError(file, qid, f"rationales must be a list of strings, got {rationales!r}")
-    return {"question": record.get("question"), "choices": record.get("choices"),
-            "answer": record.get("correct_choice_idx"), "hint": "", "lecture": "",
-            "solution": " ".join(r.strip() for r in rationales)}
+    return {
+        "question": record.get("question"),
+        "choices": record.get("choices"),
+        "answer": record.get("correct_choice_idx"),
+        "hint": "",
+        "lecture": "",
+        "solution": " ".join(r.strip() for r in rationales),
+    }
 
 
-def load_aokvqa(root: str | Path, split: str, *, coco: str | Path | None = None,
-                captions: str | Path | None = None, bad: BadRecords | None = None) -> list[Problem]:
+def load_aokvqa(
+    root: str | Path,
+    split: str,
+    *,
+    coco: str | Path | None = None,
+    captions: str | Path | None = None,
+    bad: BadRecords | None = None,
+) -> list[Problem]:
     """The problems of `aokvqa_v1p0_<split>.json` in file order, ids = `question_id`; images from
     the COCO folder when given. Bad records raise RecordError naming the file and the
     question id, or are skipped and counted by `bad`."""
@@ -69,10 +79,17 @@ def load_aokvqa(root: str | Path, split: str, *, coco: str | Path | None = None,
                     raise RecordError(path, qid, f"image_id must be an integer, got {image_id!r}")
                 image = coco_image(coco, split, image_id, path, qid)
                 check_image(image, path, qid)
-            problems.append(problem_from_record(
-                qid, as_problems_record(record, path, qid), path, split, caption_of.get(qid, ""),
-                image=None if image is None else str(image),
-                extras={name: record[name] for name in EXTRA_FIELDS if name in record}))
+            problems.append(
+                problem_from_record(
+                    qid,
+                    as_problems_record(record, path, qid),
+                    path,
+                    split,
+                    caption_of.get(qid, ""),
+                    image=None if image is None else str(image),
+                    extras={name: record[name] for name in EXTRA_FIELDS if name in record},
+                )
+            )
         except RecordError as error:
             bad(error)
     return problems

@@ -104,7 +104,7 @@ def rationale_examples(problems: Sequence[Problem], rationales: Sequence[str] | 
 
 
 def answer_examples(problems: Sequence[Problem], rationales: Sequence[str]):
-    """(prompts, targets) of the answer stage: question + rationale -> "The answer is (X).". """
+    """(prompts, targets) of the answer stage: question + rationale -> "The answer is (X)."."""
     return [answer_prompt(p, r) for p, r in zip(problems, rationales)], [answer_target(p) for p in problems]
 
 
@@ -118,7 +118,7 @@ def batch_at(arrays: dict, batch_size: int, seed: int, step: int) -> dict:
     per_epoch = n // batch_size
     epoch, index = divmod(step, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(n)
-    rows = order[index * batch_size:(index + 1) * batch_size]
+    rows = order[index * batch_size : (index + 1) * batch_size]
     return {key: value[rows] for key, value in arrays.items()}
 
 

@@ -27,8 +27,14 @@ def _datasets():
     return datasets
 
 
-def load_hf_scienceqa(source: str | Path, split: str, *, captions: str | Path | None = None,
-                      cache_dir: str | Path | None = None, bad: BadRecords | None = None) -> list[Problem]:
+def load_hf_scienceqa(
+    source: str | Path,
+    split: str,
+    *,
+    captions: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    bad: BadRecords | None = None,
+) -> list[Problem]:
     """The problems of `split` in row order. `source`: a local folder holding the parquet files
     (`<split>-*.parquet`, optionally under `data/`) or a hub name such as
     "derek-thomas/ScienceQA" (downloads; never used by the tests)."""

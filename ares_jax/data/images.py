@@ -16,8 +16,7 @@ import numpy as np
 from ares_jax.data.records import DataError, RecordError, read_json
 
 PTH_TO_NPY = (
-    "python -c \"import sys, numpy, torch; numpy.save(sys.argv[2], torch.load(sys.argv[1]).numpy())\" "
-    "vit.pth vit.npy"
+    'python -c "import sys, numpy, torch; numpy.save(sys.argv[2], torch.load(sys.argv[1]).numpy())" vit.pth vit.npy'
 )
 
 
@@ -65,7 +64,8 @@ class FeatureTable:
         if features_path.suffix in (".pth", ".pt"):
             raise DataError(
                 f"{features_path}: PyTorch feature files are not read (unpickling runs code); convert "
-                f"it once to .npy: {PTH_TO_NPY}")
+                f"it once to .npy: {PTH_TO_NPY}"
+            )
         for path in (features_path, name_map_path):
             if not path.is_file():
                 raise DataError(f"{path}: file not found")
@@ -83,7 +83,8 @@ class FeatureTable:
         if len(name_map) != table.shape[0]:
             raise DataError(
                 f"{name_map_path}: maps {len(name_map)} question ids but {features_path} has "
-                f"{table.shape[0]} feature rows")
+                f"{table.shape[0]} feature rows"
+            )
         self.rows: dict[str, int] = {}
         for qid, row in name_map.items():
             try:

@@ -44,8 +44,9 @@ def load_split(data, split: str, log: Callable[[str], None] = print) -> list[Pro
     else:
         from ares_jax.data.tfds import load_tfds, parse_fields
 
-        problems = load_tfds(data.path, split, data_dir=data.tfds_data_dir or None,
-                             fields=parse_fields(data.tfds_fields), bad=bad)
+        problems = load_tfds(
+            data.path, split, data_dir=data.tfds_data_dir or None, fields=parse_fields(data.tfds_fields), bad=bad
+        )
     table = feature_table(data)
     if table is not None:
         problems = [dataclasses.replace(p, features=table[p.id]) for p in problems]

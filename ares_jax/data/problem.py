@@ -39,9 +39,7 @@ class Problem:
         if not 2 <= len(self.choices) <= 26:
             raise ValueError(f"problem {self.id!r}: needs 2 to 26 choices, has {len(self.choices)}")
         if not 0 <= self.answer < len(self.choices):
-            raise ValueError(
-                f"problem {self.id!r}: answer index {self.answer} outside its {len(self.choices)} choices"
-            )
+            raise ValueError(f"problem {self.id!r}: answer index {self.answer} outside its {len(self.choices)} choices")
 
     @property
     def answer_letter(self) -> str:

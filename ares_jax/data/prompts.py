@@ -58,7 +58,7 @@ def rationale_target(problem: Problem, with_lecture: bool = False) -> str:
 
 def strip_solution_tag(rationale: str) -> str:
     text = rationale.strip()
-    return text[len(SOLUTION_TAG):].strip() if text.startswith(SOLUTION_TAG) else text
+    return text[len(SOLUTION_TAG) :].strip() if text.startswith(SOLUTION_TAG) else text
 
 
 def answer_prompt(problem: Problem, rationale: str) -> str:

@@ -34,8 +34,9 @@ def read_captions(path: str | Path) -> dict[str, str]:
     return {str(qid): str(text) for qid, text in data["captions"].items()}
 
 
-def problem_from_record(qid: str, record: Any, file: Path | str, split: str, caption: str = "",
-                        image=None, extras: Mapping[str, Any] = ()) -> Problem:
+def problem_from_record(
+    qid: str, record: Any, file: Path | str, split: str, caption: str = "", image=None, extras: Mapping[str, Any] = ()
+) -> Problem:
     """One `problems.json` (or HF parquet) record as a `Problem`; RecordError naming `file` and
     `qid` when a field is missing or wrong."""
     if not isinstance(record, Mapping):
@@ -63,9 +64,16 @@ def problem_from_record(qid: str, record: Any, file: Path | str, split: str, cap
     hint = field("hint", str, "a string", "")
     extras = {**{name: record[name] for name in EXTRA_FIELDS if name in record}, **dict(extras), "caption": caption}
     return Problem(
-        id=str(qid), question=field("question", str, "a string"), choices=tuple(choices), answer=answer,
-        context=join_context(hint, caption), image=image, lecture=field("lecture", str, "a string", ""),
-        solution=field("solution", str, "a string", ""), split=split, extras=extras,
+        id=str(qid),
+        question=field("question", str, "a string"),
+        choices=tuple(choices),
+        answer=answer,
+        context=join_context(hint, caption),
+        image=image,
+        lecture=field("lecture", str, "a string", ""),
+        solution=field("solution", str, "a string", ""),
+        split=split,
+        extras=extras,
     )
 
 
@@ -80,12 +88,22 @@ def find_image(images: Path, split: str, qid: str, name: str, file: Path) -> Pat
         path = resolve_inside(images, relative, file, qid)  # refuses a symbolic link pointing out
         if path.is_file():
             return path
-    raise RecordError(file, qid, f"image file {images / candidates[0]} does not exist (nor "
-                                 f"{images / candidates[1]} or {images / candidates[2]})")
+    raise RecordError(
+        file,
+        qid,
+        f"image file {images / candidates[0]} does not exist (nor "
+        f"{images / candidates[1]} or {images / candidates[2]})",
+    )
 
 
-def load_problems_json(root: str | Path, split: str, *, captions: str | Path | None = None,
-                       images: str | Path | None = None, bad: BadRecords | None = None) -> list[Problem]:
+def load_problems_json(
+    root: str | Path,
+    split: str,
+    *,
+    captions: str | Path | None = None,
+    images: str | Path | None = None,
+    bad: BadRecords | None = None,
+) -> list[Problem]:
     """The problems of `split` (any key of `pid_splits.json`: train, val, test, minitrain, ...)
     in `pid_splits.json` order, with their image files when `images` names the folder. Bad
     records raise RecordError naming the file and the qid, or are skipped and counted by `bad`."""
@@ -111,9 +129,16 @@ def load_problems_json(root: str | Path, split: str, *, captions: str | Path | N
             if name and images is not None:
                 image = find_image(images, str(record.get("split", split)), qid, str(name), problems_path)
                 check_image(image, problems_path, qid)
-            problems.append(problem_from_record(
-                qid, record, problems_path, split, caption_of.get(qid, ""),
-                image=None if image is None else str(image)))
+            problems.append(
+                problem_from_record(
+                    qid,
+                    record,
+                    problems_path,
+                    split,
+                    caption_of.get(qid, ""),
+                    image=None if image is None else str(image),
+                )
+            )
         except RecordError as error:
             bad(error)
     return problems

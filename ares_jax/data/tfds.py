@@ -50,14 +50,21 @@ def _plain(value):
     return _text(value)
 
 
-def load_tfds(name: str, split: str, *, data_dir: str | None = None, fields: Mapping[str, str] | None = None,
-              bad: BadRecords | None = None) -> list[Problem]:
+def load_tfds(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | None = None,
+    fields: Mapping[str, str] | None = None,
+    bad: BadRecords | None = None,
+) -> list[Problem]:
     """The problems of builder `name`'s `split` (TFDS split syntax, e.g. "train[:1000]")."""
     try:
         import tensorflow_datasets as tfds
     except ImportError:
-        raise DataError("data.source=tfds needs the `tensorflow-datasets` package: pip install "
-                        "'ares-jax[tfds]'") from None
+        raise DataError(
+            "data.source=tfds needs the `tensorflow-datasets` package: pip install 'ares-jax[tfds]'"
+        ) from None
     fields, bad = fields or parse_fields(()), bad or BadRecords()
     file = f"tfds:{name}[{split}]" + (f" in {data_dir}" if data_dir else "")
     try:
@@ -68,8 +75,11 @@ def load_tfds(name: str, split: str, *, data_dir: str | None = None, fields: Map
     for index in range(len(source)):
         example = source[index]
         qid = str(_plain(example.get(fields["id"], f"{split}/{index}")))
-        record = {field: _plain(example[feature]) for field, feature in fields.items()
-                  if field not in ("id", "image") and feature in example}
+        record = {
+            field: _plain(example[feature])
+            for field, feature in fields.items()
+            if field not in ("id", "image") and feature in example
+        }
         image = example.get(fields["image"])
         image = np.asarray(image, np.uint8) if image is not None and np.size(image) else None
         try:

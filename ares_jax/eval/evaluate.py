@@ -12,12 +12,18 @@ from ares_jax.teacher.base import Teacher, run_batch
 from ares_jax.text.sentences import split_sentences
 
 
-def evaluate(rationales: Sequence[str], answers: Sequence[int], problems: Sequence[Problem],
-             teacher: Teacher, concurrency: int) -> dict:
+def evaluate(
+    rationales: Sequence[str], answers: Sequence[int], problems: Sequence[Problem], teacher: Teacher, concurrency: int
+) -> dict:
     """Answer accuracy (overall and by question kind), ROUGE-L against gold, fluency defects and
     the Teacher's mean sentence score (unscored rationales left out of the mean, and counted)."""
-    scores = run_batch(teacher.score_sentences, [(p, split_sentences(r)) for p, r in zip(problems, rationales)],
-                       concurrency, progress="teacher: sentence scores", stats=teacher.stats)
+    scores = run_batch(
+        teacher.score_sentences,
+        [(p, split_sentences(r)) for p, r in zip(problems, rationales)],
+        concurrency,
+        progress="teacher: sentence scores",
+        stats=teacher.stats,
+    )
     scored = [s for s in scores if s is not None]
     by_kind: dict[str, list[bool]] = {}
     for p, a in zip(problems, answers):

@@ -10,39 +10,66 @@ from typing import Sequence
 from ares_jax.data.problem import Problem
 from ares_jax.eval.metrics import mean_with_ci95
 
+
 def _title(label: str) -> str:
-    """"rl_1" -> "after RL 1", "sft_2" -> "after SFT 2", "gold_1" -> "after gold SFT 1"; "baseline" stays."""
+    """ "rl_1" -> "after RL 1", "sft_2" -> "after SFT 2", "gold_1" -> "after gold SFT 1"; "baseline" stays."""
     kind, _, number = label.partition("_")
-    return {"rl": f"after RL {number}", "sft": f"after SFT {number}", "gold": f"after gold SFT {number}"}.get(kind, label)
+    return {"rl": f"after RL {number}", "sft": f"after SFT {number}", "gold": f"after gold SFT {number}"}.get(
+        kind, label
+    )
 
 
 METHOD_NAMES = {"ares": "ARES", "rl_only": "RL only", "sft_more": "SFT-more"}
 
 
-def build_report(results: dict, final_label: str, teacher_name: str, teacher_total: dict, config: dict,
-                 test: Sequence[Problem], workdir: Path, seconds: float) -> dict:
+def build_report(
+    results: dict,
+    final_label: str,
+    teacher_name: str,
+    teacher_total: dict,
+    config: dict,
+    test: Sequence[Problem],
+    workdir: Path,
+    seconds: float,
+) -> dict:
     evaluations = results["evaluations"]
     comparison = results["comparison"]
     texts = {label: json.loads((workdir / "eval" / f"{label}.json").read_text()) for label in ("baseline", final_label)}
     # The accuracy gain, paired by problem, with its 95% interval: is ARES ahead beyond noise?
-    gain, low, high = mean_with_ci95([
-        float(ares["answer"] == p.answer) - float(base["answer"] == p.answer)
-        for p, base, ares in zip(test, texts["baseline"], texts[final_label])])
+    gain, low, high = mean_with_ci95(
+        [
+            float(ares["answer"] == p.answer) - float(base["answer"] == p.answer)
+            for p, base, ares in zip(test, texts["baseline"], texts[final_label])
+        ]
+    )
     return {
         "baseline": evaluations["baseline"],
-        "ares": dict(evaluations[final_label], win_rate_vs_baseline=comparison["win_rate"], judgements=comparison,
-                     accuracy_gain={"points": 100 * gain, "ci95": [100 * low, 100 * high]}),
+        "ares": dict(
+            evaluations[final_label],
+            win_rate_vs_baseline=comparison["win_rate"],
+            judgements=comparison,
+            accuracy_gain={"points": 100 * gain, "ci95": [100 * low, 100 * high]},
+        ),
         "phases": evaluations,
         "corrections": results.get("corrections", {}),
         "curves": results["curves"],
-        "teacher": {"name": teacher_name, **teacher_total, "by_phase": results["teacher_by_phase"],
-                    "validation_requests": results.get("teacher_validation", {})},
+        "teacher": {
+            "name": teacher_name,
+            **teacher_total,
+            "by_phase": results["teacher_by_phase"],
+            "validation_requests": results.get("teacher_validation", {}),
+        },
         "validation": validation_summary(results["curves"]),
         "seconds": seconds,
         "config": config,
         "examples": [
-            {"id": p.id, "question": p.question, "gold": p.solution, "baseline": base["rationale"],
-             "ares": ares["rationale"]}
+            {
+                "id": p.id,
+                "question": p.question,
+                "gold": p.solution,
+                "baseline": base["rationale"],
+                "ares": ares["rationale"],
+            }
             for p, base, ares in list(zip(test, texts["baseline"], texts[final_label]))[:5]
         ],
     }
@@ -56,7 +83,7 @@ def validation_summary(curves: dict) -> dict:
     for name, points in curves.items():
         phase, _, metric = name.partition("/")
         if metric.startswith("val_") and points:
-            by_phase.setdefault(phase, {})[metric[len("val_"):]] = (points[0], points[-1])
+            by_phase.setdefault(phase, {})[metric[len("val_") :]] = (points[0], points[-1])
     summary: dict = {}
     for phase, metrics in by_phase.items():
         first = next(iter(metrics.values()))[0]
@@ -71,12 +98,18 @@ def _validation_lines(summary: dict) -> list[str]:
     if not summary:
         return []
     labels = list(summary)
-    lines = ["## Held-out questions (validation split, greedy), after each phase", "",
-             "| | " + " | ".join(_title(label) for label in labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    for metric, name, fmt in [("accuracy", "answer accuracy", "{:.1%}"),
-                              ("conclusion_accuracy", "the rationale's own conclusion right", "{:.1%}"),
-                              ("sentence_score", "Teacher's mean sentence score", "{:.3f}"),
-                              ("response_tokens", "response tokens", "{:.1f}")]:
+    lines = [
+        "## Held-out questions (validation split, greedy), after each phase",
+        "",
+        "| | " + " | ".join(_title(label) for label in labels) + " |",
+        "|---" * (len(labels) + 1) + "|",
+    ]
+    for metric, name, fmt in [
+        ("accuracy", "answer accuracy", "{:.1%}"),
+        ("conclusion_accuracy", "the rationale's own conclusion right", "{:.1%}"),
+        ("sentence_score", "Teacher's mean sentence score", "{:.3f}"),
+        ("response_tokens", "response tokens", "{:.1f}"),
+    ]:
         lines.append(f"| {name} | " + " | ".join(fmt.format(summary[label][metric]) for label in labels) + " |")
     return lines + [""]
 
@@ -93,9 +126,12 @@ def _rl_settings_lines(config: dict) -> list[str]:
         if rl["value_warmup_batches"]:
             estimator += f", warmed up alone on the first {rl['value_warmup_batches']} rollout batches"
     whitened = "whitened" if ppo["whiten_advantages"] else "not whitened"
-    return [f"RL: rewards at {ppo['reward_placement']} ends, {estimator}, advantages {whitened}, "
-            f"KL coefficient {ppo['kl_coef']}, learning rate {rl['learning_rate']}, {rl['epochs']} PPO epochs "
-            f"per rollout batch, sampling temperature {rl['temperature']}.", ""]
+    return [
+        f"RL: rewards at {ppo['reward_placement']} ends, {estimator}, advantages {whitened}, "
+        f"KL coefficient {ppo['kl_coef']}, learning rate {rl['learning_rate']}, {rl['epochs']} PPO epochs "
+        f"per rollout batch, sampling temperature {rl['temperature']}.",
+        "",
+    ]
 
 
 def _markdown(report: dict) -> str:
@@ -120,23 +156,34 @@ def _markdown(report: dict) -> str:
     verdict = "ahead" if low > 0 else "behind" if high < 0 else "not distinguishable from the baseline at 95%"
     name = METHOD_NAMES[report["config"].get("method", "ares")]  # the run's final model ("ares" in the JSON)
     lines = [
-        "# ARES run report", "",
+        "# ARES run report",
+        "",
         f"{name} answer accuracy {ares['answer_accuracy']:.1%} vs baseline {baseline['answer_accuracy']:.1%}: "
         f"{gain['points']:+.1f} points (95% interval {low:+.1f} to {high:+.1f}, paired by problem), {verdict}. "
         f"{name} rationales win {ares['win_rate_vs_baseline']:.1%} (95% interval {judged['ci95'][0]:.1%} to "
         f"{judged['ci95'][1]:.1%}) of the Teacher's comparisons with the baseline's ({judged['wins']:.0f} wins, "
         f"{judged['ties']:.0f} ties, {judged['losses']:.0f} losses over {judged['judgements']:.0f} judgements, "
-        "both orders).", "",
-        *rows, "",
+        "both orders).",
+        "",
+        *rows,
+        "",
         *_validation_lines(report.get("validation", {})),
         *_rl_settings_lines(report["config"]),
         f"Teacher `{teacher['name']}`: {teacher['requests']} requests, {teacher['cache_hits']} cache hits, "
-        f"{teacher['unscored']} unscored, ${teacher['cost_usd']:.4f}. Run time {report['seconds']:.0f} s.", "",
-        "## Examples (test split)", "",
+        f"{teacher['unscored']} unscored, ${teacher['cost_usd']:.4f}. Run time {report['seconds']:.0f} s.",
+        "",
+        "## Examples (test split)",
+        "",
     ]
     for example in report["examples"]:
-        lines += [f"**{example['id']}**: {example['question']}", "",
-                  f"- gold: {example['gold']}", f"- baseline: {example['baseline']}", f"- {name}: {example['ares']}", ""]
+        lines += [
+            f"**{example['id']}**: {example['question']}",
+            "",
+            f"- gold: {example['gold']}",
+            f"- baseline: {example['baseline']}",
+            f"- {name}: {example['ares']}",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -148,14 +195,18 @@ def _plot(report: dict, path: Path) -> None:
 
     curves = report["curves"]
     figure, axes = plt.subplots(3, 4, figsize=(17, 10))
-    panels = [("sentence_score", "Teacher's mean sentence score (rollouts)"),
-              ("val_sentence_score", "sentence score, validation (greedy)"),
-              ("val_accuracy", "answer accuracy, validation (greedy)"),
-              ("pass_at_k", "right conclusion among k samples (rollouts)"),
-              ("kl", "KL to reference (per sample)"), ("entropy", "policy entropy per token (rollouts)"),
-              ("explained_variance", "value model: explained variance"), ("val_response_tokens",
-                                                                          "response tokens, validation"),
-              ("policy_loss", "PPO policy loss"), ("value_loss", "PPO value loss")]
+    panels = [
+        ("sentence_score", "Teacher's mean sentence score (rollouts)"),
+        ("val_sentence_score", "sentence score, validation (greedy)"),
+        ("val_accuracy", "answer accuracy, validation (greedy)"),
+        ("pass_at_k", "right conclusion among k samples (rollouts)"),
+        ("kl", "KL to reference (per sample)"),
+        ("entropy", "policy entropy per token (rollouts)"),
+        ("explained_variance", "value model: explained variance"),
+        ("val_response_tokens", "response tokens, validation"),
+        ("policy_loss", "PPO policy loss"),
+        ("value_loss", "PPO value loss"),
+    ]
     for axis, (metric, title) in zip(axes.flat, panels):
         for name, points in curves.items():
             if name.startswith("rl_") and name.endswith("/" + metric):

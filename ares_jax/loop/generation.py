@@ -11,7 +11,13 @@ import numpy as np
 
 from ares_jax.config import Config
 from ares_jax.data.batching import (
-    StackedRows, answer_examples, build_tokenizer, encode_prompts, fixed_batches, rationale_examples, stack_images,
+    StackedRows,
+    answer_examples,
+    build_tokenizer,
+    encode_prompts,
+    fixed_batches,
+    rationale_examples,
+    stack_images,
 )
 from ares_jax.data.problem import Problem
 from ares_jax.data.prompts import parse_answer, strip_solution_tag
@@ -28,25 +34,45 @@ def vision_config(config: Config, feature_dim: int | None) -> VisionConfig:
     its precomputed features of width `feature_dim` (None: a text-only model)."""
     m, shapes = config.model, config.data.shapes
     if config.data.source != "shapes":
-        return VisionConfig("none") if feature_dim is None else \
-            VisionConfig(kind="features", feature_dim=feature_dim, decoder_attends_image=True)
+        return (
+            VisionConfig("none")
+            if feature_dim is None
+            else VisionConfig(kind="features", feature_dim=feature_dim, decoder_attends_image=True)
+        )
     if m.image_input == "features":
-        return VisionConfig(kind="features", feature_dim=cell_feature_dim(shapes.rows, shapes.cols),
-                             decoder_attends_image=True)
-    return VisionConfig(kind="pixels", decoder_attends_image=True, image_size=shapes.image_size,
-                        patch_size=m.patch_size, feature_dim=m.d_model, vit_layers=m.vit_layers,
-                        vit_heads=m.num_heads, vit_mlp_dim=2 * m.d_model)
+        return VisionConfig(
+            kind="features", feature_dim=cell_feature_dim(shapes.rows, shapes.cols), decoder_attends_image=True
+        )
+    return VisionConfig(
+        kind="pixels",
+        decoder_attends_image=True,
+        image_size=shapes.image_size,
+        patch_size=m.patch_size,
+        feature_dim=m.d_model,
+        vit_layers=m.vit_layers,
+        vit_heads=m.num_heads,
+        vit_mlp_dim=2 * m.d_model,
+    )
 
 
 def build_model(config: Config, vocab_size: int, feature_dim: int | None = None) -> MultimodalT5:
     """The rationale model from random initialisation, sized by `config.model`."""
     m = config.model
-    return MultimodalT5(T5Config(
-        vocab_size=vocab_size, d_model=m.d_model, d_kv=m.d_model // m.num_heads, d_ff=m.d_ff,
-        num_layers=m.num_layers, num_decoder_layers=m.num_decoder_layers, num_heads=m.num_heads,
-        dropout_rate=m.dropout_rate, relative_attention_max_distance=max(m.max_source_length, m.max_target_length),
-        vision=vision_config(config, feature_dim), dtype=m.dtype,
-    ))
+    return MultimodalT5(
+        T5Config(
+            vocab_size=vocab_size,
+            d_model=m.d_model,
+            d_kv=m.d_model // m.num_heads,
+            d_ff=m.d_ff,
+            num_layers=m.num_layers,
+            num_decoder_layers=m.num_decoder_layers,
+            num_heads=m.num_heads,
+            dropout_rate=m.dropout_rate,
+            relative_attention_max_distance=max(m.max_source_length, m.max_target_length),
+            vision=vision_config(config, feature_dim),
+            dtype=m.dtype,
+        )
+    )
 
 
 def build_models(config: Config, train: Sequence[Problem]) -> tuple[Tokenizer, MultimodalT5, MultimodalT5, dict | None]:
@@ -63,15 +89,26 @@ def build_models(config: Config, train: Sequence[Problem]) -> tuple[Tokenizer, M
     if config.model.pretrained:
         tokenizer = Tokenizer.from_folder(config.model.pretrained)
         vision = dataclasses.replace(vision_config(config, feature_dim), decoder_attends_image=False)  # MM-CoT's
-        policy_model, params = load_pretrained(config.model.pretrained, dtype=config.model.dtype, vision=vision,
-                                               rng=jax.random.key(config.seed))
+        policy_model, params = load_pretrained(
+            config.model.pretrained, dtype=config.model.dtype, vision=vision, rng=jax.random.key(config.seed)
+        )
     else:
         tokenizer = build_tokenizer(train, config.data.vocab_size)  # deterministic: the same on every resume
         policy_model, params = build_model(config, tokenizer.vocab_size, feature_dim), None
     adapter = config.answer.lora
-    answer_model = MultimodalT5(dataclasses.replace(
-        policy_model.config, lora_rank=adapter.rank, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
-        lora_targets=adapter.targets)) if adapter.enabled else policy_model
+    answer_model = (
+        MultimodalT5(
+            dataclasses.replace(
+                policy_model.config,
+                lora_rank=adapter.rank,
+                lora_alpha=adapter.alpha,
+                lora_dropout=adapter.dropout,
+                lora_targets=adapter.targets,
+            )
+        )
+        if adapter.enabled
+        else policy_model
+    )
     return tokenizer, policy_model, answer_model, params
 
 
@@ -87,39 +124,67 @@ def model_images(problems: Sequence[Problem], config: Config) -> np.ndarray | St
     return stack_images(problems)
 
 
-def generate_texts(model: MultimodalT5, params, tokenizer: Tokenizer, arrays: dict, sampling: SamplingConfig,
-                   batch_size: int, rng, shardings: StepShardings | None = None) -> list[str]:
+def generate_texts(
+    model: MultimodalT5,
+    params,
+    tokenizer: Tokenizer,
+    arrays: dict,
+    sampling: SamplingConfig,
+    batch_size: int,
+    rng,
+    shardings: StepShardings | None = None,
+) -> list[str]:
     """Decode every row of `arrays` (input_ids, attention_mask, image) in fixed-size batches;
     on a mesh when `shardings` (of `params`) are given."""
     texts = []
     if shardings is not None:
         params = jax.device_put(params, shardings.state)
     for index, (batch, real) in enumerate(fixed_batches(arrays, batch_size)):
-        batch = put_batch(batch, shardings.batch) if shardings is not None else jax.tree_util.tree_map(jnp.asarray, batch)
-        out = generate(model, params, batch["input_ids"], batch["attention_mask"], jax.random.fold_in(rng, index),
-                       sampling, batch.get("image"), shardings)
+        batch = (
+            put_batch(batch, shardings.batch) if shardings is not None else jax.tree_util.tree_map(jnp.asarray, batch)
+        )
+        out = generate(
+            model,
+            params,
+            batch["input_ids"],
+            batch["attention_mask"],
+            jax.random.fold_in(rng, index),
+            sampling,
+            batch.get("image"),
+            shardings,
+        )
         tokens, lengths = to_host(out.tokens), to_host(out.lengths)
         texts += [tokenizer.decode(tokens[row, : lengths[row]]) for row in range(real)]
     return texts
 
 
-def write_rationales(model, params, tokenizer, problems: Sequence[Problem], config: Config,
-                     shardings: StepShardings | None = None) -> list[str]:
+def write_rationales(
+    model, params, tokenizer, problems: Sequence[Problem], config: Config, shardings: StepShardings | None = None
+) -> list[str]:
     """Greedy rationales (without the "Solution:" tag) for `problems`."""
     prompts, _ = rationale_examples(problems)
     arrays = encode_prompts(tokenizer, prompts, model_images(problems, config), config.model.max_source_length)
     sampling = SamplingConfig(config.eval.max_new_tokens, greedy=True)
-    texts = generate_texts(model, params, tokenizer, arrays, sampling, config.eval.batch_size, jax.random.key(0),
-                           shardings)
+    texts = generate_texts(
+        model, params, tokenizer, arrays, sampling, config.eval.batch_size, jax.random.key(0), shardings
+    )
     return [strip_solution_tag(t) for t in texts]
 
 
-def infer_answers(model, params, tokenizer, problems: Sequence[Problem], rationales: Sequence[str],
-                  config: Config, shardings: StepShardings | None = None) -> list[int]:
+def infer_answers(
+    model,
+    params,
+    tokenizer,
+    problems: Sequence[Problem],
+    rationales: Sequence[str],
+    config: Config,
+    shardings: StepShardings | None = None,
+) -> list[int]:
     """The answer stage: option index per problem from question + rationale (-1 if unreadable)."""
     prompts, _ = answer_examples(problems, rationales)
     arrays = encode_prompts(tokenizer, prompts, model_images(problems, config), config.model.max_answer_source_length)
     sampling = SamplingConfig(ANSWER_TOKENS, greedy=True)
-    texts = generate_texts(model, params, tokenizer, arrays, sampling, config.eval.batch_size, jax.random.key(0),
-                           shardings)
+    texts = generate_texts(
+        model, params, tokenizer, arrays, sampling, config.eval.batch_size, jax.random.key(0), shardings
+    )
     return [parse_answer(t, len(p.choices)) for t, p in zip(texts, problems)]

@@ -38,23 +38,35 @@ from ares_jax.train_state import TrainState, set_hyperparams
 LOG_EVERY = 25  # SFT steps between logged losses
 
 
-def train_sft(run: Run, state: RunState, model: MultimodalT5, params, arrays: dict, sft: SFTConfig, curve: str,
-              trainable=None):
+def train_sft(
+    run: Run, state: RunState, model: MultimodalT5, params, arrays: dict, sft: SFTConfig, curve: str, trainable=None
+):
     """`sft.steps` jitted SFT steps on `arrays` from `params` (or from the phase's checkpoint);
     returns the trained params. `trainable`: labels "adapter"/"frozen" (LoRA), else all train.
     Warmup then cosine decay to a tenth, computed here and set in the optimizer state per step."""
-    schedule = optax.warmup_cosine_decay_schedule(0.0, sft.learning_rate, sft.warmup_steps, sft.steps,
-                                                  sft.learning_rate * 0.1)
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, sft.learning_rate, sft.warmup_steps, sft.steps, sft.learning_rate * 0.1
+    )
     optimizer, step_fn, layout = run.sft_trainer(model, trainable)
     train_state = run.restore_train(state, jax.device_put(TrainState.create(copy_tree(params), optimizer), layout))
     uses_dropout = model.config.dropout_rate > 0 or model.config.lora_dropout > 0
     seed = run.config.seed * 1000 + state.phase_index
-    bar = tqdm(range(state.step, sft.steps), desc=curve.split("/")[0], initial=state.step, total=sft.steps,
-               unit="step", leave=False, disable=not run.primary)
+    bar = tqdm(
+        range(state.step, sft.steps),
+        desc=curve.split("/")[0],
+        initial=state.step,
+        total=sft.steps,
+        unit="step",
+        leave=False,
+        disable=not run.primary,
+    )
     for step in bar:
         batch = put_batch(batch_at(arrays, sft.batch_size, seed, step), run.rows)
-        train_state = train_state.replace(opt_state=set_hyperparams(
-            train_state.opt_state, learning_rate=float(schedule(step)), weight_decay=sft.weight_decay))
+        train_state = train_state.replace(
+            opt_state=set_hyperparams(
+                train_state.opt_state, learning_rate=float(schedule(step)), weight_decay=sft.weight_decay
+            )
+        )
         train_state, metrics = step_fn(train_state, batch, run.key(state, step) if uses_dropout else None)
         state.step = step + 1
         if step % LOG_EVERY == 0 or state.step == sft.steps:
@@ -74,8 +86,9 @@ def _rationale_arrays(run: Run, problems, targets=None) -> dict:
     """SFT arrays of the rationale stage: `problems`' prompts -> `targets` (default: gold)."""
     m = run.config.model
     prompts, targets = rationale_examples(problems, targets)
-    return encode_sft(run.tokenizer, prompts, targets, model_images(problems, run.config), m.max_source_length,
-                      m.max_target_length)
+    return encode_sft(
+        run.tokenizer, prompts, targets, model_images(problems, run.config), m.max_source_length, m.max_target_length
+    )
 
 
 def rationale_sft(run: Run, state: RunState) -> None:
@@ -83,8 +96,15 @@ def rationale_sft(run: Run, state: RunState) -> None:
     params = run.initial_policy
     if params is None:
         params = init_params(run.policy_model, jax.random.key(run.config.seed))
-    state.trees["policy"] = train_sft(run, state, run.policy_model, params, _rationale_arrays(run, run.train),
-                                      run.config.rationale, "rationale_sft/loss")
+    state.trees["policy"] = train_sft(
+        run,
+        state,
+        run.policy_model,
+        params,
+        _rationale_arrays(run, run.train),
+        run.config.rationale,
+        "rationale_sft/loss",
+    )
 
 
 def answer_sft(run: Run, state: RunState) -> None:
@@ -92,8 +112,14 @@ def answer_sft(run: Run, state: RunState) -> None:
     start when there is one), or a LoRA adapter on the rationale model just trained. Baseline and
     ARES rationales are answered by this model."""
     prompts, targets = answer_examples(run.train, [p.solution for p in run.train])
-    arrays = encode_sft(run.tokenizer, prompts, targets, model_images(run.train, run.config),
-                        run.config.model.max_answer_source_length, ANSWER_TOKENS)
+    arrays = encode_sft(
+        run.tokenizer,
+        prompts,
+        targets,
+        model_images(run.train, run.config),
+        run.config.model.max_answer_source_length,
+        ANSWER_TOKENS,
+    )
     params = init_params(run.answer_model, jax.random.key(run.config.seed + 1))
     trainable = None
     if run.config.answer.lora.enabled:
@@ -101,25 +127,50 @@ def answer_sft(run: Run, state: RunState) -> None:
         trainable = lora_labels(params)
     elif run.initial_policy is not None:
         params = transplant(run.initial_policy, params)
-    state.trees["answer"] = train_sft(run, state, run.answer_model, params, arrays, run.config.answer,
-                                      "answer_sft/loss", trainable)
+    state.trees["answer"] = train_sft(
+        run, state, run.answer_model, params, arrays, run.config.answer, "answer_sft/loss", trainable
+    )
 
 
 def evaluation(run: Run, state: RunState, label: str) -> None:
     """Rationales and answers on the test split with the current models; metrics into
     `results.evaluations[label]`, the texts into `eval/<label>.json`."""
-    rationales = write_rationales(run.policy_model, state.trees["policy"], run.tokenizer, run.test, run.config,
-                                  run.sampling_layout(run.policy_model))
-    answers = infer_answers(run.answer_model, state.trees["answer"], run.tokenizer, run.test, rationales, run.config,
-                            run.sampling_layout(run.answer_model))
+    rationales = write_rationales(
+        run.policy_model,
+        state.trees["policy"],
+        run.tokenizer,
+        run.test,
+        run.config,
+        run.sampling_layout(run.policy_model),
+    )
+    answers = infer_answers(
+        run.answer_model,
+        state.trees["answer"],
+        run.tokenizer,
+        run.test,
+        rationales,
+        run.config,
+        run.sampling_layout(run.answer_model),
+    )
     metrics = evaluate(rationales, answers, run.test, run.teacher, run.config.teacher.concurrency)
-    run.write_json(f"eval/{label}.json",
-                   [{"id": p.id, "rationale": r, "answer": a} for p, r, a in zip(run.test, rationales, answers)])
+    run.write_json(
+        f"eval/{label}.json",
+        [{"id": p.id, "rationale": r, "answer": a} for p, r, a in zip(run.test, rationales, answers)],
+    )
     state.results["evaluations"][label] = metrics
-    run.log_metrics(state, 0, {"answer_accuracy": metrics["answer_accuracy"], "rouge_l": metrics["rouge_l"],
-                               **{f"fluency_{k}": v for k, v in metrics["fluency"].items()}})
-    run.log(f"evaluation {label}: accuracy {metrics['answer_accuracy']:.3f}, ROUGE-L {metrics['rouge_l']:.3f}, "
-            f"sentence score {metrics['mean_sentence_score'] or 0:.3f}, fluency defects {metrics['fluency']}")
+    run.log_metrics(
+        state,
+        0,
+        {
+            "answer_accuracy": metrics["answer_accuracy"],
+            "rouge_l": metrics["rouge_l"],
+            **{f"fluency_{k}": v for k, v in metrics["fluency"].items()},
+        },
+    )
+    run.log(
+        f"evaluation {label}: accuracy {metrics['answer_accuracy']:.3f}, ROUGE-L {metrics['rouge_l']:.3f}, "
+        f"sentence score {metrics['mean_sentence_score'] or 0:.3f}, fluency defects {metrics['fluency']}"
+    )
 
 
 def validation(run: Run, state: RunState, policy, name: str, at: int, unit: str = "rollout batches") -> None:
@@ -132,13 +183,23 @@ def validation(run: Run, state: RunState, policy, name: str, at: int, unit: str 
         return
     problems = run.val[: run.config.rl.val_questions or None]
     before = dataclasses.replace(run.teacher.stats)
-    rationales = write_rationales(run.policy_model, policy, run.tokenizer, problems, run.config,
-                                  run.sampling_layout(run.policy_model))
-    answers = infer_answers(run.answer_model, state.trees["answer"], run.tokenizer, problems, rationales, run.config,
-                            run.sampling_layout(run.answer_model))
+    rationales = write_rationales(
+        run.policy_model, policy, run.tokenizer, problems, run.config, run.sampling_layout(run.policy_model)
+    )
+    answers = infer_answers(
+        run.answer_model,
+        state.trees["answer"],
+        run.tokenizer,
+        problems,
+        rationales,
+        run.config,
+        run.sampling_layout(run.answer_model),
+    )
     metrics = evaluate(rationales, answers, problems, run.teacher, run.config.teacher.concurrency)
-    run.write_json(f"eval/{name}_val_{at}.json",
-                   [{"id": p.id, "rationale": r, "answer": a} for p, r, a in zip(problems, rationales, answers)])
+    run.write_json(
+        f"eval/{name}_val_{at}.json",
+        [{"id": p.id, "rationale": r, "answer": a} for p, r, a in zip(problems, rationales, answers)],
+    )
     spent = state.results.setdefault("teacher_validation", {})
     spent[name] = spent.get(name, 0) + run.teacher.stats.since(before).requests
     points = {
@@ -153,9 +214,11 @@ def validation(run: Run, state: RunState, policy, name: str, at: int, unit: str 
     for key, value in points.items():
         state.add_point(f"{name}/{key}", at, value)
     run.log_metrics(state, at, points)
-    run.log(f"{name} validation after {at} {unit} ({len(problems)} questions): accuracy "
-            f"{points['val_accuracy']:.3f} (its own conclusion {points['val_conclusion_accuracy']:.3f}), "
-            f"sentence score {points['val_sentence_score']:.3f}, {points['val_response_tokens']:.1f} tokens")
+    run.log(
+        f"{name} validation after {at} {unit} ({len(problems)} questions): accuracy "
+        f"{points['val_accuracy']:.3f} (its own conclusion {points['val_conclusion_accuracy']:.3f}), "
+        f"sentence score {points['val_sentence_score']:.3f}, {points['val_response_tokens']:.1f} tokens"
+    )
 
 
 def _questions(run: Run, count: int, *salt: int):
@@ -185,32 +248,46 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     controller = AdaptiveKLController(state.kl_coef, rl.kl_target, rl.kl_horizon) if rl.kl_target else None
     window = StepWindow(config.profile.steps, run.workdir / "profile")
     name = f"rl_{round_index}"
-    bar = tqdm(range(state.step, iterations), desc=f"{name} rollouts", initial=state.step, total=iterations,
-               leave=False, disable=not run.primary)
+    bar = tqdm(
+        range(state.step, iterations),
+        desc=f"{name} rollouts",
+        initial=state.step,
+        total=iterations,
+        leave=False,
+        disable=not run.primary,
+    )
     # only round 1's value model has a fresh head, and only the critic's advantages (gae) read it;
     # the policy keeps at least one batch
     fresh_critic = round_index == 1 and config.ppo.advantage == "gae"
     warmup_batches = min(rl.value_warmup_batches, iterations - 1) if fresh_critic else 0
     if state.step == 0:
         if warmup_batches:
-            run.log(f"{name}: the first {warmup_batches} of {iterations} rollout batches train only the value model "
-                    "(rl.value_warmup_batches)")
+            run.log(
+                f"{name}: the first {warmup_batches} of {iterations} rollout batches train only the value model "
+                "(rl.value_warmup_batches)"
+            )
         validation(run, state, train_state.params["policy"], name, 0)
     for iteration in bar:
-        problems = questions[iteration * rl.prompts_per_rollout:(iteration + 1) * rl.prompts_per_rollout]
+        problems = questions[iteration * rl.prompts_per_rollout : (iteration + 1) * rl.prompts_per_rollout]
         with jax.profiler.TraceAnnotation("rollout"):
-            buffer, metrics = collect_rollout(run, train_state.params, reference, problems,
-                                              run.key(state, iteration), state.kl_coef, scoring)
+            buffer, metrics = collect_rollout(
+                run, train_state.params, reference, problems, run.key(state, iteration), state.kl_coef, scoring
+            )
         step_fn = value_step if iteration < warmup_batches else ppo_step
         order_rng = np.random.default_rng([config.seed, state.phase_index, iteration])
         size = len(problems) * rl.k_samples
         step_metrics = []
-        ppo_bar = tqdm(total=rl.epochs * (size // rl.minibatch_size), desc=f"{name} PPO steps", unit="step",
-                       leave=False, disable=not run.primary)
+        ppo_bar = tqdm(
+            total=rl.epochs * (size // rl.minibatch_size),
+            desc=f"{name} PPO steps",
+            unit="step",
+            leave=False,
+            disable=not run.primary,
+        )
         for _ in range(rl.epochs):
             order = order_rng.permutation(size)
             for start in range(0, size - rl.minibatch_size + 1, rl.minibatch_size):
-                rows = jnp.asarray(order[start:start + rl.minibatch_size])
+                rows = jnp.asarray(order[start : start + rl.minibatch_size])
                 minibatch = jax.device_put(jax.tree_util.tree_map(lambda x: x[rows], buffer), run.rows)
                 window.before(run.ppo_steps)
                 with jax.profiler.StepTraceAnnotation("ppo", step_num=run.ppo_steps):
@@ -220,23 +297,42 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
                 step_metrics.append(m)
                 ppo_bar.update(1)
         ppo_bar.close()
-        for key in ("policy_loss", "value_loss", "clipfrac", "approx_kl", "skipped", "policy_grad_norm",
-                    "value_grad_norm"):
+        for key in (
+            "policy_loss",
+            "value_loss",
+            "clipfrac",
+            "approx_kl",
+            "skipped",
+            "policy_grad_norm",
+            "value_grad_norm",
+        ):
             metrics[key] = float(np.mean([float(m[key]) for m in step_metrics]))
         if controller is not None:
             state.kl_coef = controller.update(metrics["kl"], size)
         metrics["kl_coef"] = state.kl_coef
         state.step = iteration + 1
-        for key in ("sentence_score", "reward", "kl", "policy_loss", "value_loss", "entropy", "explained_variance",
-                    "clipfrac", "pass_at_k", "sample_accuracy", "response_tokens"):
+        for key in (
+            "sentence_score",
+            "reward",
+            "kl",
+            "policy_loss",
+            "value_loss",
+            "entropy",
+            "explained_variance",
+            "clipfrac",
+            "pass_at_k",
+            "sample_accuracy",
+            "response_tokens",
+        ):
             state.add_point(f"{name}/{key}", iteration, metrics[key])
         run.log_metrics(state, iteration, metrics)
         if (rl.eval_every and state.step % rl.eval_every == 0) or state.step == iterations:
             validation(run, state, train_state.params["policy"], name, state.step)
         bar.set_postfix(score=f"{metrics['sentence_score']:.3f}", kl=f"{metrics['kl']:.3f}", refresh=False)
         steps_per_iteration = len(step_metrics)
-        if (state.step * steps_per_iteration) // config.checkpoint.every_steps > \
-                (iteration * steps_per_iteration) // config.checkpoint.every_steps and state.step < iterations:
+        if (state.step * steps_per_iteration) // config.checkpoint.every_steps > (
+            iteration * steps_per_iteration
+        ) // config.checkpoint.every_steps and state.step < iterations:
             run.save(state, train_state)
         run.check_stop(state, train_state)
     bar.close()
@@ -244,26 +340,46 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     state.trees["policy"], state.trees["value"] = train_state.params["policy"], train_state.params["value"]
     del state.trees["reference"]
     curve = state.results["curves"][f"{name}/sentence_score"]
-    run.log(f"{name}: {iterations} rollout batches; Teacher's mean sentence score {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")
+    run.log(
+        f"{name}: {iterations} rollout batches; Teacher's mean sentence score {curve[0][1]:.3f} -> {curve[-1][1]:.3f}"
+    )
 
 
 def correction(run: Run, state: RunState, round_index: int) -> None:
     """ARES stage 2, part 1: the RL-tuned model writes rationales for training questions, exact
     repeated sentences are removed, and the Teacher corrects them (`corrections/round_<r>.json`)."""
     problems = _questions(run, run.config.correction.questions, round_index, 1)
-    written = write_rationales(run.policy_model, state.trees["policy"], run.tokenizer, problems, run.config,
-                               run.sampling_layout(run.policy_model))
+    written = write_rationales(
+        run.policy_model,
+        state.trees["policy"],
+        run.tokenizer,
+        problems,
+        run.config,
+        run.sampling_layout(run.policy_model),
+    )
     deduplicated = [drop_repeated_sentences(r) for r in written]
-    corrected = run_batch(run.teacher.correct, list(zip(problems, deduplicated)), run.config.teacher.concurrency,
-                          progress="teacher: corrections", stats=run.teacher.stats)
-    run.write_json(f"corrections/round_{round_index}.json",
-                   [{"id": p.id, "rl_rationale": w, "corrected": c} for p, w, c in zip(problems, written, corrected)])
+    corrected = run_batch(
+        run.teacher.correct,
+        list(zip(problems, deduplicated)),
+        run.config.teacher.concurrency,
+        progress="teacher: corrections",
+        stats=run.teacher.stats,
+    )
+    run.write_json(
+        f"corrections/round_{round_index}.json",
+        [{"id": p.id, "rl_rationale": w, "corrected": c} for p, w, c in zip(problems, written, corrected)],
+    )
     changed = float(np.mean([c != d for c, d in zip(corrected, deduplicated)]))
     had_repeats = float(np.mean([w != d for w, d in zip(written, deduplicated)]))
     state.results.setdefault("corrections", {})[f"round_{round_index}"] = {
-        "rationales": len(problems), "with_repeated_sentences": had_repeats, "changed_by_teacher": changed}
-    run.log(f"correction round {round_index}: {len(problems)} rationales, {had_repeats:.1%} had repeated sentences, "
-            f"the Teacher changed {changed:.1%}")
+        "rationales": len(problems),
+        "with_repeated_sentences": had_repeats,
+        "changed_by_teacher": changed,
+    }
+    run.log(
+        f"correction round {round_index}: {len(problems)} rationales, {had_repeats:.1%} had repeated sentences, "
+        f"the Teacher changed {changed:.1%}"
+    )
 
 
 def correction_sft(run: Run, state: RunState, round_index: int) -> None:
@@ -273,8 +389,9 @@ def correction_sft(run: Run, state: RunState, round_index: int) -> None:
     by_id = {p.id: p for p in run.train}
     problems = [by_id[r["id"]] for r in records]
     arrays = _rationale_arrays(run, problems, [r["corrected"] for r in records])
-    state.trees["policy"] = train_sft(run, state, run.policy_model, state.trees["policy"], arrays,
-                                      run.config.correction, f"sft_{round_index}/loss")
+    state.trees["policy"] = train_sft(
+        run, state, run.policy_model, state.trees["policy"], arrays, run.config.correction, f"sft_{round_index}/loss"
+    )
     validation(run, state, state.trees["policy"], f"sft_{round_index}", run.config.correction.steps, "SFT steps")
 
 
@@ -287,17 +404,22 @@ def gold_sft(run: Run, state: RunState, round_index: int) -> None:
     name = f"gold_{round_index}"
     if round_index == 1 and state.step == 0:
         validation(run, state, state.trees["policy"], name, 0, "SFT steps")
-    state.trees["policy"] = train_sft(run, state, run.policy_model, state.trees["policy"],
-                                      _rationale_arrays(run, run.train), sft, f"{name}/loss")
+    state.trees["policy"] = train_sft(
+        run, state, run.policy_model, state.trees["policy"], _rationale_arrays(run, run.train), sft, f"{name}/loss"
+    )
     validation(run, state, state.trees["policy"], name, sft.steps, "SFT steps")
 
 
 def comparison(run: Run, state: RunState, final_label: str) -> None:
     """The Teacher judges the final test rationales (ARES's) against the baseline's, both orders."""
+
     def texts(label):
         return [r["rationale"] for r in json.loads((run.workdir / "eval" / f"{label}.json").read_text())]
 
-    state.results["comparison"] = win_rate(run.teacher, run.test, texts(final_label), texts("baseline"),
-                                           run.config.teacher.concurrency)
-    run.log(f"{METHOD_NAMES[run.config.method]} vs baseline (Teacher judge, both orders): win rate "
-            f"{state.results['comparison']['win_rate']:.3f}")
+    state.results["comparison"] = win_rate(
+        run.teacher, run.test, texts(final_label), texts("baseline"), run.config.teacher.concurrency
+    )
+    run.log(
+        f"{METHOD_NAMES[run.config.method]} vs baseline (Teacher judge, both orders): win rate "
+        f"{state.results['comparison']['win_rate']:.3f}"
+    )

@@ -31,22 +31,31 @@ def segment_score_array(scores: Sequence[list[float] | None], length: int) -> np
     return out
 
 
-def _sample(run, policy_params, problems: Sequence[Problem], rng, k_samples: int, temperature: float,
-            top_k: int) -> dict:
+def _sample(
+    run, policy_params, problems: Sequence[Problem], rng, k_samples: int, temperature: float, top_k: int
+) -> dict:
     """`k_samples` sampled rationales per problem: the prompt batch repeated to `[B * k, ...]`
     with `tokens` and `response_mask` (on the run's mesh)."""
     config = run.config
     prompts, _ = rationale_examples(problems)
     arrays = encode_prompts(run.tokenizer, prompts, model_images(problems, config), config.model.max_source_length)
     sampling = SamplingConfig(config.model.max_target_length, temperature=temperature, top_k=top_k)
-    batch = sample_responses(run.policy_model, policy_params, put_batch(arrays, run.rows), rng, sampling,
-                             k_samples, run.sampling_layout(run.policy_model))
+    batch = sample_responses(
+        run.policy_model,
+        policy_params,
+        put_batch(arrays, run.rows),
+        rng,
+        sampling,
+        k_samples,
+        run.sampling_layout(run.policy_model),
+    )
     batch.pop("sample_logprobs")
     return batch
 
 
-def collect_samples(run, policy_params, problems: Sequence[Problem], rng, k_samples: int, temperature: float,
-                    top_k: int) -> list[str]:
+def collect_samples(
+    run, policy_params, problems: Sequence[Problem], rng, k_samples: int, temperature: float, top_k: int
+) -> list[str]:
     """The texts (without the "Solution:" tag) of `k_samples` sampled rationales per problem, each
     problem's samples adjacent."""
     batch = _sample(run, policy_params, problems, rng, k_samples, temperature, top_k)
@@ -70,11 +79,22 @@ def collect_rollout(run, params: dict, ref_params, problems: Sequence[Problem], 
     repeated = [p for p in problems for _ in range(config.rl.k_samples)]
     # The "Solution:" tag is part of the first sentence's tokens but not of its claim.
     requests = [(p, [strip_solution_tag(s) for s in row]) for p, row in zip(repeated, sentences)]
-    scores = run_batch(run.teacher.score_sentences, requests, config.teacher.concurrency,
-                       progress="teacher: sentence scores", stats=run.teacher.stats)
+    scores = run_batch(
+        run.teacher.score_sentences,
+        requests,
+        config.teacher.concurrency,
+        progress="teacher: sentence scores",
+        stats=run.teacher.stats,
+    )
     scored = np.array([s is not None for s in scores])
-    feedback = put_batch({"scored": scored[:, None], "segment_ids": segment_ids,
-                          "segment_scores": segment_score_array(scores, segment_ids.shape[1])}, run.rows)
+    feedback = put_batch(
+        {
+            "scored": scored[:, None],
+            "segment_ids": segment_ids,
+            "segment_scores": segment_score_array(scores, segment_ids.shape[1]),
+        },
+        run.rows,
+    )
     batch["response_mask"] = batch["response_mask"] * feedback.pop("scored").astype(batch["response_mask"].dtype)
     batch.update(feedback)
     batch.update(scoring(params, ref_params, batch))
@@ -88,8 +108,9 @@ def collect_rollout(run, params: dict, ref_params, problems: Sequence[Problem], 
         "kl": float(kl[scored].mean()) if scored.any() else 0.0,
         "response_tokens": float(lengths.mean()),
         "unscored": float((~scored).sum()),
-        **sample_diagnostics(to_host(batch["entropy"]), to_host(batch["values"]), to_host(returns),
-                             to_host(batch["response_mask"])),
+        **sample_diagnostics(
+            to_host(batch["entropy"]), to_host(batch["values"]), to_host(returns), to_host(batch["response_mask"])
+        ),
         **conclusion_rates(texts, repeated, config.rl.k_samples),
     }
     return {key: batch[key] for key in PPO_KEYS if key in batch}, metrics
@@ -104,8 +125,10 @@ def sample_diagnostics(entropy: np.ndarray, values: np.ndarray, returns: np.ndar
         return {"entropy": 0.0, "explained_variance": 0.0}
     target, residual = returns[on], returns[on] - values[on]
     variance = float(np.var(target))
-    return {"entropy": float(entropy[on].mean()),
-            "explained_variance": 1.0 - float(np.var(residual)) / variance if variance > 0 else 0.0}
+    return {
+        "entropy": float(entropy[on].mean()),
+        "explained_variance": 1.0 - float(np.var(residual)) / variance if variance > 0 else 0.0,
+    }
 
 
 def conclusion_rates(texts: Sequence[str], problems: Sequence[Problem], k_samples: int) -> dict:

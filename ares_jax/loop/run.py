@@ -44,8 +44,10 @@ def plan(config: Config) -> list[tuple[str, Phase]]:
     ]
     for r in range(1, config.rounds + 1):
         if config.method == "sft_more":
-            steps += [(f"gold_{r}", functools.partial(phases.gold_sft, round_index=r)),
-                      (f"eval_gold_{r}", functools.partial(phases.evaluation, label=f"gold_{r}"))]
+            steps += [
+                (f"gold_{r}", functools.partial(phases.gold_sft, round_index=r)),
+                (f"eval_gold_{r}", functools.partial(phases.evaluation, label=f"gold_{r}")),
+            ]
             continue
         steps += [
             (f"rl_{r}", functools.partial(phases.rl_round, round_index=r)),
@@ -75,24 +77,32 @@ def check_batches_split(config: Config, shards: int) -> None:
     """Every batch the loop builds must split evenly over the mesh's `shards` batch shards
     (data x fsdp); a ConfigError naming the keys otherwise."""
     rl = config.rl
-    sizes = {"rationale.batch_size": config.rationale.batch_size, "answer.batch_size": config.answer.batch_size,
-             "correction.batch_size": config.correction.batch_size, "eval.batch_size": config.eval.batch_size,
-             "rl.prompts_per_rollout": rl.prompts_per_rollout,
-             "rl.minibatch_size / ppo.accumulation_steps": rl.minibatch_size // config.ppo.accumulation_steps}
+    sizes = {
+        "rationale.batch_size": config.rationale.batch_size,
+        "answer.batch_size": config.answer.batch_size,
+        "correction.batch_size": config.correction.batch_size,
+        "eval.batch_size": config.eval.batch_size,
+        "rl.prompts_per_rollout": rl.prompts_per_rollout,
+        "rl.minibatch_size / ppo.accumulation_steps": rl.minibatch_size // config.ppo.accumulation_steps,
+    }
     uneven = [f"{key} ({size})" for key, size in sizes.items() if size % shards]
     if uneven:
-        raise ConfigError(f"{', '.join(uneven)} must be a multiple of the mesh's batch shards "
-                          f"(mesh.data x mesh.fsdp = {shards})")
+        raise ConfigError(
+            f"{', '.join(uneven)} must be a multiple of the mesh's batch shards (mesh.data x mesh.fsdp = {shards})"
+        )
 
 
 def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -> Run:
     if config.data.source != "shapes" and config.teacher.backend == "rule":
         raise ConfigError(
             f"teacher.backend=rule judges only the built-in task (data.source=shapes); data.source="
-            f"{config.data.source} needs an API Teacher (teacher.backend=openai or anthropic, teacher.model=...)")
+            f"{config.data.source} needs an API Teacher (teacher.backend=openai or anthropic, teacher.model=...)"
+        )
     if config.data.source != "shapes" and config.model.image_input == "pixels":
-        raise ConfigError("model.image_input=pixels is for the built-in task; a real dataset's image input is "
-                          "its precomputed features (data.features=...)")
+        raise ConfigError(
+            "model.image_input=pixels is for the built-in task; a real dataset's image input is "
+            "its precomputed features (data.features=...)"
+        )
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
     check_batches_split(config, mesh.shape["data"] * mesh.shape["fsdp"])
     train = load_split(config.data, config.data.train_split, log)  # bad data stops here, before any write
@@ -104,26 +114,42 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
     workdir.mkdir(parents=True, exist_ok=True)
     unshared = processes_not_sharing(workdir)
     if unshared:
-        raise ConfigError(f"workdir {workdir}: processes {unshared} do not see the folder process 0 sees; a "
-                          "multi-host run needs a work directory every host shares (NFS, Filestore, gcsfuse)")
+        raise ConfigError(
+            f"workdir {workdir}: processes {unshared} do not see the folder process 0 sees; a "
+            "multi-host run needs a work directory every host shares (NFS, Filestore, gcsfuse)"
+        )
     if is_primary():  # the only process that asks the Teacher: a missing key fails here
         teacher = make_teacher(config.teacher, workdir / "teacher_cache.sqlite")
     else:
         teacher = AskedByProcessZero(f"{config.teacher.backend} (asked by process 0)")
     tokenizer, policy_model, answer_model, initial_policy = build_models(config, train)
     run = Run(
-        config=config, workdir=workdir, tokenizer=tokenizer, train=train, test=test, val=val,
-        policy_model=policy_model, value_model=MultimodalT5(policy_model.config, head="value"),
-        answer_model=answer_model, initial_policy=initial_policy, mesh=mesh,
-        axis_rules=parse_axis_rules(config.mesh.axis_rules), teacher=teacher,
-        checkpointer=Checkpointer(workdir / "checkpoints", config.checkpoint.keep), log=log, stop=stop,
+        config=config,
+        workdir=workdir,
+        tokenizer=tokenizer,
+        train=train,
+        test=test,
+        val=val,
+        policy_model=policy_model,
+        value_model=MultimodalT5(policy_model.config, head="value"),
+        answer_model=answer_model,
+        initial_policy=initial_policy,
+        mesh=mesh,
+        axis_rules=parse_axis_rules(config.mesh.axis_rules),
+        teacher=teacher,
+        checkpointer=Checkpointer(workdir / "checkpoints", config.checkpoint.keep),
+        log=log,
+        stop=stop,
         phase_names=phase_names,
     )
     processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
-    log(f"data: {len(train)} train / {len(val)} validation / {len(test)} test problems; vocab {tokenizer.vocab_size}; model "
+    log(
+        f"data: {len(train)} train / {len(val)} validation / {len(test)} test problems; "
+        f"vocab {tokenizer.vocab_size}; model "
         f"{count_params(run.abstract_params('policy')):,} parameters; mesh "
         f"{' x '.join(f'{name} {size}' for name, size in mesh.shape.items())} over {mesh.devices.size} "
-        f"{mesh.devices.flat[0].platform} device(s){processes}; Teacher {teacher.name}; workdir {workdir}")
+        f"{mesh.devices.flat[0].platform} device(s){processes}; Teacher {teacher.name}; workdir {workdir}"
+    )
     return run
 
 
@@ -152,9 +178,16 @@ def run(config: Config, log: Log = print) -> dict:
                 state.phase_index, state.step = index + 1, 0
                 run_.save(state)
                 run_.check_stop(state)
-            report = build_report(state.results, final_label(config), run_.teacher.name,
-                                  run_.teacher_total().as_dict(), to_dict(config), run_.test, run_.workdir,
-                                  seconds=run_.elapsed())
+            report = build_report(
+                state.results,
+                final_label(config),
+                run_.teacher.name,
+                run_.teacher_total().as_dict(),
+                to_dict(config),
+                run_.test,
+                run_.workdir,
+                seconds=run_.elapsed(),
+            )
             if run_.primary:
                 write_report(run_.workdir, report)
         finally:

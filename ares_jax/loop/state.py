@@ -38,13 +38,34 @@ from ares_jax.train_state import adamw, adamw_host_scheduled
 Log = Callable[[str], None]
 
 # Settings a resumed run may change: how the Teacher is reached and paid for, how often to save.
-RESUMABLE_CHANGES = ("workdir", "teacher.timeout_s", "teacher.concurrency", "teacher.requests_per_minute",
-                     "teacher.tokens_per_minute", "teacher.max_retries", "teacher.backoff_s",
-                     "teacher.max_backoff_s", "teacher.max_requests", "teacher.max_cost_usd", "checkpoint.",
-                     "eval.batch_size", "mesh.", "distributed.", "profile.")  # a preempted pod may come back with another shape
+RESUMABLE_CHANGES = (
+    "workdir",
+    "teacher.timeout_s",
+    "teacher.concurrency",
+    "teacher.requests_per_minute",
+    "teacher.tokens_per_minute",
+    "teacher.max_retries",
+    "teacher.backoff_s",
+    "teacher.max_backoff_s",
+    "teacher.max_requests",
+    "teacher.max_cost_usd",
+    "checkpoint.",
+    "eval.batch_size",
+    "mesh.",
+    "distributed.",
+    "profile.",
+)  # a preempted pod may come back with another shape
 # Settings that make a baseline: a run may start from another run's baseline when these agree.
-BASELINE_SETTINGS = ("seed", "data.", "model.", "rationale.", "answer.", "eval.max_new_tokens", "teacher.backend",
-                     "teacher.model")
+BASELINE_SETTINGS = (
+    "seed",
+    "data.",
+    "model.",
+    "rationale.",
+    "answer.",
+    "eval.max_new_tokens",
+    "teacher.backend",
+    "teacher.model",
+)
 
 
 def _within(key: str, settings: Sequence[str]) -> bool:
@@ -99,9 +120,13 @@ def _changed_keys(saved, current, defaults, prefix="") -> list[str]:
     version) counts as unchanged when the current value is the default."""
     if isinstance(saved, dict) and isinstance(current, dict):
         defaults = defaults if isinstance(defaults, dict) else {}
-        return [k for key in sorted(set(saved) | set(current))
-                for k in _changed_keys(saved.get(key, _MISSING), current.get(key, _MISSING),
-                                       defaults.get(key, _MISSING), f"{prefix}{key}.")]
+        return [
+            k
+            for key in sorted(set(saved) | set(current))
+            for k in _changed_keys(
+                saved.get(key, _MISSING), current.get(key, _MISSING), defaults.get(key, _MISSING), f"{prefix}{key}."
+            )
+        ]
     if saved is _MISSING:
         saved = defaults
     return [] if saved == current else [prefix.rstrip(".")]
@@ -161,8 +186,9 @@ class Run:
         """The shardings of `model`'s parameters on the mesh, by the config's axis rules."""
         key = ("layout", id(model))
         if key not in self._compiled:
-            self._compiled[key] = param_shardings(logical_axes(model), self._abstract(model), self.mesh,
-                                                  self.axis_rules)
+            self._compiled[key] = param_shardings(
+                logical_axes(model), self._abstract(model), self.mesh, self.axis_rules
+            )
         return self._compiled[key]
 
     def _abstract(self, model: MultimodalT5):
@@ -204,11 +230,20 @@ class Run:
             abstract = {name: self.abstract_params(name) for name in params}
             layout = state_shardings(params, optimizer, abstract, self.mesh)
             ppo_step, value_step = (
-                make_ppo_step(self.policy_model, self.value_model, optimizer, self.config.ppo,
-                              StepShardings(layout, self.rows), value_only=value_only)
-                for value_only in (False, True))
+                make_ppo_step(
+                    self.policy_model,
+                    self.value_model,
+                    optimizer,
+                    self.config.ppo,
+                    StepShardings(layout, self.rows),
+                    value_only=value_only,
+                )
+                for value_only in (False, True)
+            )
             self._compiled["rl"] = (
-                optimizer, ppo_step, value_step,
+                optimizer,
+                ppo_step,
+                value_step,
                 make_scoring_fn(self.policy_model, self.value_model, StepShardings(params, self.rows)),
                 layout,
             )
@@ -231,13 +266,18 @@ class Run:
         if not self.primary:
             return
         phase = self.phase_names[state.phase_index]
-        line = {"phase": phase, "step": step, "time": round(self.elapsed(), 2),
-                **{k: float(v) for k, v in metrics.items()}}
+        line = {
+            "phase": phase,
+            "step": step,
+            "time": round(self.elapsed(), 2),
+            **{k: float(v) for k, v in metrics.items()},
+        }
         with open(self.workdir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")
         if self._board is None:
             try:
                 from tensorboardX import SummaryWriter
+
                 self._board = SummaryWriter(str(self.workdir / "tensorboard"))
             except ImportError:
                 self._board = False
@@ -260,9 +300,15 @@ class Run:
         items = dict(state.trees)
         if train_state is not None:
             items["train"] = train_state
-        record = {"phase_index": state.phase_index, "phase": self.phase_names[min(state.phase_index, len(self.phase_names) - 1)],
-                  "step": state.step, "kl_coef": state.kl_coef, "results": state.results,
-                  "teacher": self.teacher_total().as_dict(), "config": to_dict(self.config)}
+        record = {
+            "phase_index": state.phase_index,
+            "phase": self.phase_names[min(state.phase_index, len(self.phase_names) - 1)],
+            "step": state.step,
+            "kl_coef": state.kl_coef,
+            "results": state.results,
+            "teacher": self.teacher_total().as_dict(),
+            "config": to_dict(self.config),
+        }
         self.checkpointer.save(items, record)
 
     def check_stop(self, state: RunState, train_state=None) -> None:
@@ -272,8 +318,12 @@ class Run:
             raise Preempted(f"stopped in phase {self.phase_names[state.phase_index]} at step {state.step}")
 
     def _model(self, name: str) -> MultimodalT5:
-        return {"policy": self.policy_model, "reference": self.policy_model, "value": self.value_model,
-                "answer": self.answer_model}[name]
+        return {
+            "policy": self.policy_model,
+            "reference": self.policy_model,
+            "value": self.value_model,
+            "answer": self.answer_model,
+        }[name]
 
     def abstract_params(self, name: str):
         return self._abstract(self._model(name))
@@ -281,9 +331,11 @@ class Run:
     def _restore_params(self, checkpointer: Checkpointer, name: str):
         """The params tree `name` of `checkpointer`'s latest checkpoint, restored onto the mesh as
         the axis rules lay it out (with several processes, each reads only its devices' shards)."""
-        placed = jax.tree_util.tree_map(lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
-                                                                                    sharding=sharding),
-                                        self.abstract_params(name), self.param_layout(self._model(name)))
+        placed = jax.tree_util.tree_map(
+            lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+            self.abstract_params(name),
+            self.param_layout(self._model(name)),
+        )
         return checkpointer.restore(name, placed)
 
     def resume(self) -> RunState | None:
@@ -292,12 +344,16 @@ class Run:
         record = self.checkpointer.latest_record()
         if record is None:
             return None
-        changed = [k for k in _changed_keys(record["config"], to_dict(self.config), to_dict(Config()))
-                   if not _within(k, RESUMABLE_CHANGES)]
+        changed = [
+            k
+            for k in _changed_keys(record["config"], to_dict(self.config), to_dict(Config()))
+            if not _within(k, RESUMABLE_CHANGES)
+        ]
         if changed:
             raise ConfigError(
                 f"{self.workdir} holds a run with other settings ({', '.join(changed)}); resume it with the "
-                "settings it was started with, or choose a new workdir")
+                "settings it was started with, or choose a new workdir"
+            )
         self.teacher_before = TeacherStats(**record["teacher"])
         self.seconds_before = record["results"].get("seconds", 0.0)
         names = [n for n in record["trees"] if n != "train"]
@@ -306,8 +362,13 @@ class Run:
             self.log(f"{self.workdir} holds a finished run: rebuilding its report")
         else:
             self.log(f"resuming {self.workdir}: phase {record['phase']} (step {record['step']})")
-        return RunState(phase_index=record["phase_index"], step=record["step"], kl_coef=record["kl_coef"],
-                        results=record["results"], trees=trees)
+        return RunState(
+            phase_index=record["phase_index"],
+            step=record["step"],
+            kl_coef=record["kl_coef"],
+            results=record["results"],
+            trees=trees,
+        )
 
     def start_from_baseline(self, source: Path, phases: int) -> RunState:
         """A fresh run's state from `source`, the workdir of a finished baseline-only run
@@ -316,19 +377,27 @@ class Run:
         phase `phases` (saved at once, so a resume never needs `source` again); nothing in
         `source` is written. The baseline's time and Teacher requests stay `source`'s."""
         if not (source / "checkpoints").is_dir():
-            raise ConfigError(f"baseline_from: {source} holds no checkpoints; run the baseline there first "
-                              f"(rounds=0 workdir={source})")
+            raise ConfigError(
+                f"baseline_from: {source} holds no checkpoints; run the baseline there first "
+                f"(rounds=0 workdir={source})"
+            )
         reader = Checkpointer(source / "checkpoints", keep=1, read_only=True)
         try:
             record = reader.latest_record()
             if record is None or record["config"].get("rounds") != 0 or record["phase_index"] < phases:
-                raise ConfigError(f"baseline_from: {source} is not a finished baseline-only run (rounds=0, "
-                                  "its baseline evaluated)")
-            changed = [k for k in _changed_keys(record["config"], to_dict(self.config), to_dict(Config()))
-                       if _within(k, BASELINE_SETTINGS)]
+                raise ConfigError(
+                    f"baseline_from: {source} is not a finished baseline-only run (rounds=0, its baseline evaluated)"
+                )
+            changed = [
+                k
+                for k in _changed_keys(record["config"], to_dict(self.config), to_dict(Config()))
+                if _within(k, BASELINE_SETTINGS)
+            ]
             if changed:
-                raise ConfigError(f"baseline_from: {source}'s baseline was made with other settings "
-                                  f"({', '.join(changed)}); use the same ones or train this run's own baseline")
+                raise ConfigError(
+                    f"baseline_from: {source}'s baseline was made with other settings "
+                    f"({', '.join(changed)}); use the same ones or train this run's own baseline"
+                )
             trees = {name: self._restore_params(reader, name) for name in ("policy", "answer")}
         finally:
             reader.close()
@@ -336,8 +405,11 @@ class Run:
         self.write_json("eval/baseline.json", json.loads((source / "eval" / "baseline.json").read_text()))
         results = RunState().results
         results["evaluations"]["baseline"] = earlier["evaluations"]["baseline"]
-        results["curves"] = {name: points for name, points in earlier["curves"].items()
-                             if name.split("/")[0] in self.phase_names[:phases]}
+        results["curves"] = {
+            name: points
+            for name, points in earlier["curves"].items()
+            if name.split("/")[0] in self.phase_names[:phases]
+        }
         results["baseline_from"] = str(source.absolute())
         state = RunState(phase_index=phases, kl_coef=self.config.ppo.kl_coef, results=results, trees=trees)
         self.save(state)

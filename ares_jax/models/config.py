@@ -91,8 +91,9 @@ class T5Config:
 
     def __post_init__(self):
         if self.lora_rank < 0 or (self.lora_rank and not self.lora_targets):
-            raise ValueError(f"LoRA needs rank >= 0 and, with a rank, target kernels; got {self.lora_rank}, "
-                             f"{self.lora_targets}")
+            raise ValueError(
+                f"LoRA needs rank >= 0 and, with a rank, target kernels; got {self.lora_rank}, {self.lora_targets}"
+            )
         if self.feed_forward_proj not in FEED_FORWARD_KINDS:
             raise ValueError(
                 f"model.feed_forward_proj must be one of {FEED_FORWARD_KINDS}, got {self.feed_forward_proj!r}"

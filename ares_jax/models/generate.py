@@ -79,9 +79,7 @@ def _generate(model: MultimodalT5, sampling: SamplingConfig, params, input_ids, 
 
     def one_token(state):
         step, tokens, logprobs, mask, done, previous, cache = state
-        logits, cache = model.apply(
-            variables, previous, step, cache, memory_mask, method=MultimodalT5.decode_step
-        )
+        logits, cache = model.apply(variables, previous, step, cache, memory_mask, method=MultimodalT5.decode_step)
         if sampling.greedy:
             token = jnp.argmax(logits, axis=-1)
         else:
@@ -116,8 +114,12 @@ def _sharded_generate(shardings):
     """`_generate` jitted with the parameters and batch laid out as `shardings` says (one
     compiled function per layout)."""
     batch, params = shardings.batch, shardings.state
-    return jax.jit(_generate, static_argnums=(0, 1), in_shardings=(params, batch, batch, shardings.replicated, batch),
-                   out_shardings=batch)
+    return jax.jit(
+        _generate,
+        static_argnums=(0, 1),
+        in_shardings=(params, batch, batch, shardings.replicated, batch),
+        out_shardings=batch,
+    )
 
 
 def generate(

@@ -37,17 +37,19 @@ class LoRADense(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        in_shape = x.shape[x.ndim - self.n_in:]
+        in_shape = x.shape[x.ndim - self.n_in :]
         kernel = self.param("kernel", self.kernel_init, in_shape + self.features, jnp.float32)
-        lora_a = self.param("lora_a", nn.initializers.normal(1.0 / np.sqrt(np.prod(in_shape))),
-                            in_shape + (self.rank,), jnp.float32)
+        lora_a = self.param(
+            "lora_a", nn.initializers.normal(1.0 / np.sqrt(np.prod(in_shape))), in_shape + (self.rank,), jnp.float32
+        )
         lora_b = self.param("lora_b", nn.initializers.zeros, (self.rank,) + self.features, jnp.float32)
         x = x.astype(self.dtype)
         out = jnp.tensordot(x, kernel.astype(self.dtype), axes=self.n_in)
         if self.dropout_rate and self.has_rng("dropout"):
             x = nn.Dropout(self.dropout_rate, deterministic=False)(x)
-        update = jnp.tensordot(jnp.tensordot(x, lora_a.astype(self.dtype), axes=self.n_in),
-                               lora_b.astype(self.dtype), axes=1)
+        update = jnp.tensordot(
+            jnp.tensordot(x, lora_a.astype(self.dtype), axes=self.n_in), lora_b.astype(self.dtype), axes=1
+        )
         return out + (self.alpha / self.rank) * update
 
 
@@ -56,10 +58,25 @@ def dense(config: T5Config, name: str, features, kernel_init, n_in: int = 1) -> 
     is one of `config.lora_targets`."""
     features = tuple(features) if isinstance(features, (tuple, list)) else (features,)
     if config.lora_rank and name in config.lora_targets:
-        return LoRADense(features, n_in, config.lora_rank, config.lora_alpha, config.lora_dropout, kernel_init,
-                         config.compute_dtype, name=name)
-    return nn.DenseGeneral(features, axis=tuple(range(-n_in, 0)), use_bias=False, dtype=config.compute_dtype,
-                           param_dtype=jnp.float32, kernel_init=kernel_init, name=name)
+        return LoRADense(
+            features,
+            n_in,
+            config.lora_rank,
+            config.lora_alpha,
+            config.lora_dropout,
+            kernel_init,
+            config.compute_dtype,
+            name=name,
+        )
+    return nn.DenseGeneral(
+        features,
+        axis=tuple(range(-n_in, 0)),
+        use_bias=False,
+        dtype=config.compute_dtype,
+        param_dtype=jnp.float32,
+        kernel_init=kernel_init,
+        name=name,
+    )
 
 
 def _leaf_name(path) -> str:
@@ -67,9 +84,10 @@ def _leaf_name(path) -> str:
 
 
 def lora_labels(params) -> dict:
-    """"adapter" for LoRA leaves, "frozen" for the rest (labels for `optax.multi_transform`)."""
+    """ "adapter" for LoRA leaves, "frozen" for the rest (labels for `optax.multi_transform`)."""
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: "adapter" if _leaf_name(path) in ADAPTER_NAMES else "frozen", params)
+        lambda path, _: "adapter" if _leaf_name(path) in ADAPTER_NAMES else "frozen", params
+    )
 
 
 def merge_adapters(params, alpha: float, rank: int):

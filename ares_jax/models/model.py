@@ -114,8 +114,7 @@ class MultimodalT5(nn.Module):
             return encoded, attention_mask
         image_tokens = self.image_memory(features.astype(self.config.compute_dtype)).astype(encoded.dtype)
         image_mask = jnp.ones(image_tokens.shape[:2], attention_mask.dtype)
-        return (jnp.concatenate([encoded, image_tokens], axis=1),
-                jnp.concatenate([attention_mask, image_mask], axis=1))
+        return (jnp.concatenate([encoded, image_tokens], axis=1), jnp.concatenate([attention_mask, image_mask], axis=1))
 
     # -- decoder side -----------------------------------------------------------------------
     def _output(self, hidden):
@@ -218,8 +217,10 @@ def transplant(source, target):
                 return leaf
             node = node[key.key]
         if np.shape(node) != np.shape(leaf):
-            raise ValueError(f"parameter {'/'.join(k.key for k in path)}: shape {np.shape(node)} in the source, "
-                             f"{np.shape(leaf)} in the target")
+            raise ValueError(
+                f"parameter {'/'.join(k.key for k in path)}: shape {np.shape(node)} in the source, "
+                f"{np.shape(leaf)} in the target"
+            )
         return node
 
     return jax.tree_util.tree_map_with_path(take, target)

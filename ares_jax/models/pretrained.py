@@ -24,7 +24,7 @@ _FUSION_LINEARS = {"image_dense": "image_dense", "gate_dense": "gate_dense", "mh
 _CONVERT_HELP = (
     "{folder} has only PyTorch pickle weights ({name}); ares_jax reads safetensors only, because "
     "unpickling can run arbitrary code. Convert once, on a machine you trust, with:\n"
-    "  python -c \"from transformers import AutoModelForSeq2SeqLM as M; "
+    '  python -c "from transformers import AutoModelForSeq2SeqLM as M; '
     "M.from_pretrained('{folder}').save_pretrained('{folder}')\"\n"
     "(transformers writes model.safetensors next to the .bin; MM-CoT checkpoints: load the state "
     "dict with torch.load(..., weights_only=True) and save it with safetensors.torch.save_file)."
@@ -190,7 +190,9 @@ def load_pretrained(
     used.update(k for k in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight") if k in tensors)
     unused = sorted(set(tensors) - used)
     if unused:
-        raise ValueError(f"{folder}: tensors this model has no place for: {unused[:8]}{' ...' if len(unused) > 8 else ''}")
+        raise ValueError(
+            f"{folder}: tensors this model has no place for: {unused[:8]}{' ...' if len(unused) > 8 else ''}"
+        )
     # Parameters the checkpoint lacks (value head, a fresh fusion or ViT) come from a random init.
     is_missing = lambda leaf: isinstance(leaf, jax.ShapeDtypeStruct)  # noqa: E731
     if any(map(is_missing, jax.tree_util.tree_leaves(params))):

@@ -182,7 +182,9 @@ class FeedForward(nn.Module):
     def __call__(self, x, deterministic: bool):
         c = self.config
         if c.feed_forward_proj == "gated-gelu":
-            hidden = jax.nn.gelu(dense(c, "wi_0", c.d_ff, normal_init(c.d_model**-0.5, ("embed", "mlp")))(x), approximate=True)
+            hidden = jax.nn.gelu(
+                dense(c, "wi_0", c.d_ff, normal_init(c.d_model**-0.5, ("embed", "mlp")))(x), approximate=True
+            )
             hidden = hidden * dense(c, "wi_1", c.d_ff, normal_init(c.d_model**-0.5, ("embed", "mlp")))(x)
         else:
             hidden = jax.nn.relu(dense(c, "wi", c.d_ff, normal_init(c.d_model**-0.5, ("embed", "mlp")))(x))
@@ -226,7 +228,9 @@ class DecoderLayer(nn.Module):
         """Encoder states `[B, S, D]` -> this layer's cross-attention keys/values (computed once)."""
         return self.cross_attention.key_values(encoded)
 
-    def __call__(self, h, self_bias, self_mask, cross_kv, cross_mask, deterministic: bool, cache=None, cache_index=None):
+    def __call__(
+        self, h, self_bias, self_mask, cross_kv, cross_mask, deterministic: bool, cache=None, cache_index=None
+    ):
         """One decoder layer. With `cache` (keys `[B, H, Dh, Tmax]`, values `[B, H, Tmax, Dh]`), `h`
         holds the tokens at `cache_index..`; their keys/values are written into the cache, which is
         returned."""

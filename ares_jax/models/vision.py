@@ -76,9 +76,7 @@ class PatchEncoder(nn.Module):
             x = x / 255.0
         batch, height, width, channels = x.shape
         if height != v.image_size or width != v.image_size:
-            raise ValueError(
-                f"image of {height}x{width} pixels, but model.vision.image_size is {v.image_size}"
-            )
+            raise ValueError(f"image of {height}x{width} pixels, but model.vision.image_size is {v.image_size}")
         p = v.patch_size
         patches = x.reshape(batch, height // p, p, width // p, p, channels)
         patches = patches.transpose(0, 1, 3, 2, 4, 5).reshape(batch, -1, p * p * channels)

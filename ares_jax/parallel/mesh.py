@@ -28,8 +28,9 @@ def mesh_shape(sizes: Sequence[int], device_count: int) -> tuple[int, ...]:
             raise ValueError(f"mesh: {dict(zip(MESH_AXES, sizes))} does not divide {device_count} devices")
         sizes[sizes.index(-1)] = device_count // known
     if int(np.prod(sizes)) != device_count:
-        raise ValueError(f"mesh: {dict(zip(MESH_AXES, sizes))} needs {int(np.prod(sizes))} devices, "
-                         f"there are {device_count}")
+        raise ValueError(
+            f"mesh: {dict(zip(MESH_AXES, sizes))} needs {int(np.prod(sizes))} devices, there are {device_count}"
+        )
     return tuple(sizes)
 
 

@@ -16,7 +16,9 @@ def parse_axis_rules(rules: Sequence[str]) -> tuple[tuple[str, str | tuple[str, 
         logical, sep, physical = rule.partition("=")
         axes = tuple(a.strip() for a in physical.split("+") if a.strip())
         if not sep or not logical.strip() or any(a not in MESH_AXES for a in axes):
-            raise ValueError(f"mesh.axis_rules: {rule!r} must be LOGICAL=AXIS[+AXIS] with axes from {MESH_AXES} "
-                             f"(or empty: not split)")
+            raise ValueError(
+                f"mesh.axis_rules: {rule!r} must be LOGICAL=AXIS[+AXIS] with axes from {MESH_AXES} "
+                f"(or empty: not split)"
+            )
         parsed.append((logical.strip(), axes[0] if len(axes) == 1 else (axes or None)))
     return tuple(parsed)

@@ -14,7 +14,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from ares_jax.train_state import TrainState
 
@@ -42,8 +43,10 @@ def param_shardings(logical: Any, abstract: Any, mesh: Mesh, rules: Sequence) ->
 
     def one(spec: P, leaf) -> NamedSharding:
         physical = nn.logical_to_mesh_axes(tuple(spec), rules) if len(spec) else P()
-        dims = [axes if axes is not None and dim % _axis_size(mesh, axes) == 0 else None
-                for dim, axes in zip(leaf.shape, tuple(physical) + (None,) * (len(leaf.shape) - len(physical)))]
+        dims = [
+            axes if axes is not None and dim % _axis_size(mesh, axes) == 0 else None
+            for dim, axes in zip(leaf.shape, tuple(physical) + (None,) * (len(leaf.shape) - len(physical)))
+        ]
         return NamedSharding(mesh, P(*dims))
 
     return jax.tree_util.tree_map(one, logical, abstract, is_leaf=lambda x: isinstance(x, P))
@@ -53,8 +56,9 @@ def _key_name(key) -> str | int:
     return getattr(key, "key", getattr(key, "name", getattr(key, "idx", None)))
 
 
-def state_shardings(params: Any, optimizer: optax.GradientTransformation, abstract_params: Any,
-                    mesh: Mesh) -> TrainState:
+def state_shardings(
+    params: Any, optimizer: optax.GradientTransformation, abstract_params: Any, mesh: Mesh
+) -> TrainState:
     """The `TrainState` shardings: the step replicated, parameters as `params`, and each
     optimizer statistic (Adam's moments) laid out as the parameter it tracks; scalars such as
     counts and injected hyper-parameters replicated.
@@ -64,8 +68,9 @@ def state_shardings(params: Any, optimizer: optax.GradientTransformation, abstra
     also `multi_transform`'s partitioned ones (LoRA), where the statistics of the other
     partition are absent."""
     by_path = {}
-    for (path, sharding), leaf in zip(jax.tree_util.tree_leaves_with_path(params),
-                                      jax.tree_util.tree_leaves(abstract_params), strict=True):
+    for (path, sharding), leaf in zip(
+        jax.tree_util.tree_leaves_with_path(params), jax.tree_util.tree_leaves(abstract_params), strict=True
+    ):
         by_path[tuple(_key_name(k) for k in path)] = (tuple(leaf.shape), sharding)
 
     def one(path, leaf):

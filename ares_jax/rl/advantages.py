@@ -22,8 +22,13 @@ def token_rewards(
     sentences the rationale has. `segment_ids [B, T]` is the sentence of each token (-1 on
     padding), `segment_scores [B, S]` the Teacher's scores.
     """
-    _, score_rewards = score_rewards_at_ends(mask=mask, segment_ids=segment_ids, segment_scores=segment_scores,
-                                             neutral_score=neutral_score, placement=placement)
+    _, score_rewards = score_rewards_at_ends(
+        mask=mask,
+        segment_ids=segment_ids,
+        segment_scores=segment_scores,
+        neutral_score=neutral_score,
+        placement=placement,
+    )
     return kl_rewards(logprobs=logprobs, ref_logprobs=ref_logprobs, mask=mask, kl_coef=kl_coef) + score_rewards
 
 
@@ -88,7 +93,6 @@ def whiten(x, mask, eps: float = 1e-8):
     mean = (x * mask).sum() / n
     variance = (jnp.square(x - mean) * mask).sum() / n
     return (x - mean) * jax.lax.rsqrt(variance + eps) * mask
-
 
 
 def group_advantages(*, kl_rewards, score_rewards, sentence_end_mask, mask, group_size: int, eps: float = 1e-6):

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import optax
 
 from ares_jax.models.generate import SamplingConfig, generate
-from ares_jax.profiling import scoped
 from ares_jax.models.model import MultimodalT5, decoder_inputs
+from ares_jax.profiling import scoped
 from ares_jax.rl.advantages import gae, group_advantages, kl_rewards, score_rewards_at_ends, whiten
 from ares_jax.rl.config import PPOConfig
 from ares_jax.rl.loss import ppo_loss
@@ -51,8 +51,9 @@ def response_logprobs(model: MultimodalT5, params, batch, with_entropy: bool = F
     return chosen, -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
 
 
-def sample_responses(policy: MultimodalT5, params, prompts: dict, rng, sampling: SamplingConfig, k_samples: int,
-                     shardings=None):
+def sample_responses(
+    policy: MultimodalT5, params, prompts: dict, rng, sampling: SamplingConfig, k_samples: int, shardings=None
+):
     """Samples `k_samples` responses per prompt. `prompts` holds input_ids, attention_mask and
     optionally image (`[B, ...]`); returns them repeated to `[B * k, ...]` (each prompt's copies
     adjacent) with `tokens`, `response_mask` and the sampler's `sample_logprobs` added.
@@ -60,8 +61,9 @@ def sample_responses(policy: MultimodalT5, params, prompts: dict, rng, sampling:
     batch = jax.tree_util.tree_map(lambda x: jnp.repeat(x, k_samples, axis=0), prompts)
     if shardings is not None:
         batch = jax.device_put(batch, shardings.batch)
-    out = generate(policy, params, batch["input_ids"], batch["attention_mask"], rng, sampling, batch.get("image"),
-                   shardings)
+    out = generate(
+        policy, params, batch["input_ids"], batch["attention_mask"], rng, sampling, batch.get("image"), shardings
+    )
     return dict(batch, tokens=out.tokens, response_mask=out.response_mask, sample_logprobs=out.logprobs)
 
 
@@ -83,8 +85,13 @@ def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5, shardings=N
             "entropy": entropy * mask,
         }
 
-    layout = {} if shardings is None else dict(
-        in_shardings=(shardings.state, shardings.state["policy"], shardings.batch), out_shardings=shardings.batch)
+    layout = (
+        {}
+        if shardings is None
+        else dict(
+            in_shardings=(shardings.state, shardings.state["policy"], shardings.batch), out_shardings=shardings.batch
+        )
+    )
     return jax.jit(score, **layout)
 
 
@@ -98,23 +105,37 @@ def compute_advantages(batch, config: PPOConfig, kl_coef=None, group_size: int =
     kl_coef = config.kl_coef if kl_coef is None else kl_coef
     kl_penalty = kl_rewards(logprobs=batch["logprobs"], ref_logprobs=batch["ref_logprobs"], mask=mask, kl_coef=kl_coef)
     sentence_ends, score_rewards = score_rewards_at_ends(
-        mask=mask, segment_ids=batch["segment_ids"], segment_scores=batch["segment_scores"],
-        neutral_score=config.neutral_score, placement=config.reward_placement)
+        mask=mask,
+        segment_ids=batch["segment_ids"],
+        segment_scores=batch["segment_scores"],
+        neutral_score=config.neutral_score,
+        placement=config.reward_placement,
+    )
     rewards = kl_penalty + score_rewards
     if config.advantage == "group":
-        advantages, returns = group_advantages(kl_rewards=kl_penalty, score_rewards=score_rewards,
-                                               sentence_end_mask=sentence_ends, mask=mask, group_size=group_size)
+        advantages, returns = group_advantages(
+            kl_rewards=kl_penalty,
+            score_rewards=score_rewards,
+            sentence_end_mask=sentence_ends,
+            mask=mask,
+            group_size=group_size,
+        )
     else:
-        advantages, returns = gae(rewards=rewards, values=batch["values"], mask=mask, gamma=config.gamma,
-                                  lam=config.gae_lambda)
+        advantages, returns = gae(
+            rewards=rewards, values=batch["values"], mask=mask, gamma=config.gamma, lam=config.gae_lambda
+        )
     if config.whiten_advantages:
         advantages = whiten(advantages, mask)
     return advantages, returns, rewards
 
 
 def make_ppo_step(
-    policy: MultimodalT5, value_model: MultimodalT5, optimizer: optax.GradientTransformation, config: PPOConfig,
-    shardings=None, value_only: bool = False,
+    policy: MultimodalT5,
+    value_model: MultimodalT5,
+    optimizer: optax.GradientTransformation,
+    config: PPOConfig,
+    shardings=None,
+    value_only: bool = False,
 ):
     """A jitted `(state, batch) -> (state, metrics)` over policy and value parameters together.
     `value_only`: the value model's warm-up step; the loss is the same, but the policy's gradient
@@ -169,7 +190,9 @@ def make_ppo_step(
         metrics = jax.tree_util.tree_map(jnp.mean, metrics)
 
         grad_norm = optax.tree.norm(grads)
-        metrics.update(policy_grad_norm=optax.tree.norm(grads["policy"]), value_grad_norm=optax.tree.norm(grads["value"]))
+        metrics.update(
+            policy_grad_norm=optax.tree.norm(grads["policy"]), value_grad_norm=optax.tree.norm(grads["value"])
+        )
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -185,8 +208,13 @@ def make_ppo_step(
         metrics.update(grad_norm=grad_norm, skipped=(~finite).astype(jnp.int32))
         return new_state, metrics
 
-    layout = {} if shardings is None else dict(
-        in_shardings=(shardings.state, shardings.batch), out_shardings=(shardings.state, shardings.replicated))
+    layout = (
+        {}
+        if shardings is None
+        else dict(
+            in_shardings=(shardings.state, shardings.batch), out_shardings=(shardings.state, shardings.replicated)
+        )
+    )
     return jax.jit(ppo_step, donate_argnums=(0,), **layout)
 
 

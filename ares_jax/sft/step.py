@@ -28,8 +28,7 @@ def token_cross_entropy(logits, labels, label_mask):
     return jnp.sum(nll * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def make_sft_step(model: MultimodalT5, optimizer: optax.GradientTransformation, donate: bool = True,
-                  shardings=None):
+def make_sft_step(model: MultimodalT5, optimizer: optax.GradientTransformation, donate: bool = True, shardings=None):
     """A jitted `(state, batch, dropout_rng) -> (state, metrics)`; the state's buffers are donated.
     `shardings` (`parallel.StepShardings`): the state and batch layout on a mesh; the state comes
     back laid out the same, the metrics replicated; the step is then called with all three
@@ -60,6 +59,9 @@ def make_sft_step(model: MultimodalT5, optimizer: optax.GradientTransformation, 
     if shardings is None:
         return jax.jit(sft_step, donate_argnums=donate_argnums)
     # jit's in_shardings name every positional argument: call it with the dropout key, even None
-    return jax.jit(sft_step, donate_argnums=donate_argnums,
-                   in_shardings=(shardings.state, shardings.batch, shardings.replicated),
-                   out_shardings=(shardings.state, shardings.replicated))
+    return jax.jit(
+        sft_step,
+        donate_argnums=donate_argnums,
+        in_shardings=(shardings.state, shardings.batch, shardings.replicated),
+        out_shardings=(shardings.state, shardings.replicated),
+    )

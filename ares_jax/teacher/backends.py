@@ -79,8 +79,9 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(self, model: str, api_key_env: str = "OPENAI_API_KEY", base_url: str | None = None,
-                 timeout_s: float = 60.0):
+    def __init__(
+        self, model: str, api_key_env: str = "OPENAI_API_KEY", base_url: str | None = None, timeout_s: float = 60.0
+    ):
         import openai
 
         self.model = model
@@ -112,15 +113,15 @@ class AnthropicBackend:
 
     name = "anthropic"
 
-    def __init__(self, model: str, api_key_env: str = "ANTHROPIC_API_KEY", base_url: str | None = None,
-                 timeout_s: float = 60.0):
+    def __init__(
+        self, model: str, api_key_env: str = "ANTHROPIC_API_KEY", base_url: str | None = None, timeout_s: float = 60.0
+    ):
         import anthropic
 
         self.model = model
         self._sdk = anthropic
         self._key = api_key_from_env(api_key_env)
-        self._client = anthropic.AsyncAnthropic(api_key=self._key, base_url=base_url, timeout=timeout_s,
-                                                max_retries=0)
+        self._client = anthropic.AsyncAnthropic(api_key=self._key, base_url=base_url, timeout=timeout_s, max_retries=0)
 
     async def complete(self, request: Request, history: History = ()) -> Reply:
         content: list[dict] = []
@@ -133,7 +134,10 @@ class AnthropicBackend:
         try:
             # anthropic 2.x's `create` has no `temperature` argument; the API still takes it.
             response = await self._client.messages.create(
-                model=self.model, system=request.system, messages=messages, max_tokens=request.max_tokens,
+                model=self.model,
+                system=request.system,
+                messages=messages,
+                max_tokens=request.max_tokens,
                 extra_body={"temperature": 0.0},
             )
         except self._sdk.AnthropicError as error:

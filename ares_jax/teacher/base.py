@@ -46,13 +46,15 @@ class TeacherStats:
 
     def since(self, earlier: "TeacherStats") -> "TeacherStats":
         """What was asked and spent after the snapshot `earlier` (a phase's share)."""
-        return TeacherStats(**{f.name: getattr(self, f.name) - getattr(earlier, f.name)
-                               for f in dataclasses.fields(self)})
+        return TeacherStats(
+            **{f.name: getattr(self, f.name) - getattr(earlier, f.name) for f in dataclasses.fields(self)}
+        )
 
     def plus(self, other: "TeacherStats") -> "TeacherStats":
         """Both together (e.g. what earlier processes of a resumed run asked, and this one)."""
-        return TeacherStats(**{f.name: getattr(self, f.name) + getattr(other, f.name)
-                               for f in dataclasses.fields(self)})
+        return TeacherStats(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)}
+        )
 
 
 class Teacher(abc.ABC):
@@ -71,11 +73,16 @@ class Teacher(abc.ABC):
 
     @abc.abstractmethod
     async def judge(self, problem: Problem, rationale_a: str, rationale_b: str) -> Verdict:
-        """"a" when `rationale_a` is better, "b" when `rationale_b` is, else "tie"."""
+        """ "a" when `rationale_a` is better, "b" when `rationale_b` is, else "tie"."""
 
 
-def run_batch(call: Callable[..., Awaitable[T]], argument_tuples: Sequence[tuple], concurrency: int = 16,
-              progress: str | None = None, stats: TeacherStats | None = None) -> list[T]:
+def run_batch(
+    call: Callable[..., Awaitable[T]],
+    argument_tuples: Sequence[tuple],
+    concurrency: int = 16,
+    progress: str | None = None,
+    stats: TeacherStats | None = None,
+) -> list[T]:
     """Run `call(*args)` for every tuple, at most `concurrency` at a time; results in input order.
     When a call fails, no further call starts, the calls in flight are waited for (a reply
     already paid for reaches the cache) and the first error is raised.
@@ -112,8 +119,9 @@ def _run_here(call, argument_tuples, concurrency, progress, stats) -> list:
             if bar is not None:
                 bar.update(1)
                 if stats is not None:
-                    bar.set_postfix(paid=stats.requests, cached=stats.cache_hits, usd=f"{stats.cost_usd:.4f}",
-                                    refresh=False)
+                    bar.set_postfix(
+                        paid=stats.requests, cached=stats.cache_hits, usd=f"{stats.cost_usd:.4f}", refresh=False
+                    )
             return result
 
         results = await asyncio.gather(*(one(args) for args in argument_tuples), return_exceptions=True)

@@ -27,8 +27,17 @@ def _problem_fingerprint(problem: Problem) -> str:
         image_part = hashlib.sha256(image).hexdigest()
     else:
         image_part = str(image)
-    return json.dumps([problem.id, problem.question, list(problem.choices), problem.answer, problem.context,
-                       problem.solution, image_part])
+    return json.dumps(
+        [
+            problem.id,
+            problem.question,
+            list(problem.choices),
+            problem.answer,
+            problem.context,
+            problem.solution,
+            image_part,
+        ]
+    )
 
 
 class CachedTeacher(Teacher):
@@ -49,12 +58,14 @@ class CachedTeacher(Teacher):
         return answer
 
     async def score_sentences(self, problem: Problem, sentences: Sequence[str]) -> list[float] | None:
-        return await self._cached("score", problem, list(sentences),
-                                  lambda: self.inner.score_sentences(problem, sentences))
+        return await self._cached(
+            "score", problem, list(sentences), lambda: self.inner.score_sentences(problem, sentences)
+        )
 
     async def correct(self, problem: Problem, rationale: str) -> str:
         return await self._cached("correct", problem, rationale, lambda: self.inner.correct(problem, rationale))
 
     async def judge(self, problem: Problem, rationale_a: str, rationale_b: str) -> Verdict:
-        return await self._cached("judge", problem, [rationale_a, rationale_b],
-                                  lambda: self.inner.judge(problem, rationale_a, rationale_b))
+        return await self._cached(
+            "judge", problem, [rationale_a, rationale_b], lambda: self.inner.judge(problem, rationale_a, rationale_b)
+        )

@@ -21,6 +21,7 @@ def make_teacher(config: TeacherConfig, cache_path: str | Path) -> Teacher:
     if config.backend == "rule":
         return CachedTeacher(RuleTeacher(), TeacherCache(cache_path))
     backend_class = OpenAIBackend if config.backend == "openai" else AnthropicBackend
-    backend = backend_class(config.model, config.api_key_env or _DEFAULT_KEY_ENV[config.backend],
-                            config.base_url or None, config.timeout_s)
+    backend = backend_class(
+        config.model, config.api_key_env or _DEFAULT_KEY_ENV[config.backend], config.base_url or None, config.timeout_s
+    )
     return APITeacher(backend, TeacherCache(cache_path), config)

@@ -49,7 +49,7 @@ def _json_candidates(text: str) -> list[str]:
                 elif ch == closer:
                     depth -= 1
                     if depth == 0:
-                        spans.append((start, text[start:i + 1]))
+                        spans.append((start, text[start : i + 1]))
                         break
             start = text.find(opener, start + 1) if depth else text.find(opener, i + 1)
     return [m.group(1) for m in _FENCE.finditer(text)] + [span for _, span in sorted(spans)]
@@ -164,7 +164,7 @@ def parse_correction(text: str, original: str) -> str:
 
 
 def parse_verdict(text: str) -> str:
-    """"a", "b" or "tie" from a judge reply {"better": "A" | "B" | "tie"}."""
+    """ "a", "b" or "tie" from a judge reply {"better": "A" | "B" | "tie"}."""
     if not text or not text.strip():
         raise TeacherFormatError("empty reply")
     node = _load(text)

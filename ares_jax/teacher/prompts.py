@@ -75,8 +75,8 @@ def score_request(problem: Problem, sentences: Sequence[str]) -> Request:
         f"{_problem_block(problem)}\n\n"
         "The student's reasoning, one numbered sentence per key (the same sentence may appear twice; "
         f"grade each occurrence):\n{json.dumps(numbered, indent=1, ensure_ascii=False)}\n\n"
-        f"Reply with JSON only: an object with the same {len(sentences)} keys \"1\" to "
-        f"\"{len(sentences)}\", each mapped to its score as a number."
+        f'Reply with JSON only: an object with the same {len(sentences)} keys "1" to '
+        f'"{len(sentences)}", each mapped to its score as a number.'
     )
     return Request("score", SCORE_SYSTEM, text, problem_image_png(problem), max_tokens=64 + 16 * len(sentences))
 

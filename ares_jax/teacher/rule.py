@@ -111,9 +111,14 @@ class RuleTeacher(Teacher):
             if C.topic(step) in covered:
                 continue
             # after the last kept sentence of an earlier gold step (or the opening starters)
-            at = max((i + 1 for i, (_, claim) in enumerate(kept)
-                      if isinstance(claim, C.Starter) or step_index.get(C.topic(claim), len(steps)) < index),
-                     default=0)
+            at = max(
+                (
+                    i + 1
+                    for i, (_, claim) in enumerate(kept)
+                    if isinstance(claim, C.Starter) or step_index.get(C.topic(claim), len(steps)) < index
+                ),
+                default=0,
+            )
             kept.insert(at, (C.render(step), step))
             covered.add(C.topic(step))
         if C.Answer(problem.answer) not in {claim for _, claim in kept}:
@@ -128,9 +133,7 @@ class RuleTeacher(Teacher):
             return 0.0
         _, check = self._facts(problem)
         scores = self.sentence_scores(problem, sentences)
-        concluded = any(
-            isinstance(claim, C.Answer) and check(claim) for claim in map(C.parse, sentences)
-        )
+        concluded = any(isinstance(claim, C.Answer) and check(claim) for claim in map(C.parse, sentences))
         defects = sum(repeated_sentences(sentences)) + (not is_finished(sentences[-1]))
         return float(concluded) + sum(scores) / len(scores) - DEFECT_PENALTY * defects
 

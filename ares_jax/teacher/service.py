@@ -66,8 +66,13 @@ class _RateLimiter:
 class APITeacher(Teacher):
     """A Teacher served by an API backend (`backends.py`), cached in `cache`."""
 
-    def __init__(self, backend, cache: TeacherCache, limits: TeacherConfig | None = None,
-                 sleep: Callable[[float], object] = asyncio.sleep):
+    def __init__(
+        self,
+        backend,
+        cache: TeacherCache,
+        limits: TeacherConfig | None = None,
+        sleep: Callable[[float], object] = asyncio.sleep,
+    ):
         """`limits`: the retry, repair, rate and budget settings of the `teacher` config section."""
         self.backend, self.cache, self.limits = backend, cache, limits or TeacherConfig()
         super().__init__()
@@ -88,8 +93,9 @@ class APITeacher(Teacher):
         lim, st = self.limits, self.stats
         if lim.max_requests and st.requests >= lim.max_requests:
             raise TeacherBudgetExhausted(f"teacher.max_requests ({lim.max_requests}) reached")
-        estimate = self._cost((len(request.system) + len(request.text)) // 4 + (1000 if request.image_png else 0),
-                              request.max_tokens)
+        estimate = self._cost(
+            (len(request.system) + len(request.text)) // 4 + (1000 if request.image_png else 0), request.max_tokens
+        )
         if lim.max_cost_usd and st.cost_usd + self._cost_in_flight + estimate > lim.max_cost_usd:
             raise TeacherBudgetExhausted(
                 f"teacher.max_cost_usd ({lim.max_cost_usd}) would be passed (spent ${st.cost_usd:.4f}, "

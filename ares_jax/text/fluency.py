@@ -42,7 +42,7 @@ def ends_unfinished(text: str) -> bool:
 def repeated_ngram_rate(text: str, n: int = 3) -> float:
     """Share of the word n-grams of `text` that already occurred earlier in it (0 with none)."""
     words = _WORD.findall(text.lower())
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     seen, repeats = set(), 0
     for gram in grams:
         repeats += gram in seen

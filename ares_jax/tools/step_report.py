@@ -23,9 +23,18 @@ import numpy as np
 
 # bf16 dense peak FLOP/s per chip, by `device_kind` prefix.
 PEAK_FLOPS = {
-    "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v5": 459e12,
-    "TPU v6 lite": 918e12, "TPU v6e": 918e12, "TPU7x": 2307e12,
-    "NVIDIA H200": 989e12, "NVIDIA H100": 989e12, "NVIDIA A100": 312e12, "NVIDIA L4": 121e12,
+    "TPU v4": 275e12,
+    "TPU v5 lite": 197e12,
+    "TPU v5e": 197e12,
+    "TPU v5p": 459e12,
+    "TPU v5": 459e12,
+    "TPU v6 lite": 918e12,
+    "TPU v6e": 918e12,
+    "TPU7x": 2307e12,
+    "NVIDIA H200": 989e12,
+    "NVIDIA H100": 989e12,
+    "NVIDIA A100": 312e12,
+    "NVIDIA L4": 121e12,
 }
 
 
@@ -85,8 +94,14 @@ def measure(name: str, jitted, args: tuple, repeats: int, chain_state: bool, loo
             times.append(time.perf_counter() - begin)
         if chain_state:
             state = out[0]
-    return {"step": name, "flops": flops, "bytes": bytes_accessed, "seconds": float(np.median(times)),
-            "compile_s": compile_s, **_memory(compiled)}
+    return {
+        "step": name,
+        "flops": flops,
+        "bytes": bytes_accessed,
+        "seconds": float(np.median(times)),
+        "compile_s": compile_s,
+        **_memory(compiled),
+    }
 
 
 def report(config, repeats: int = 5, log=print) -> dict:
@@ -103,11 +118,25 @@ def report(config, repeats: int = 5, log=print) -> dict:
     rl, m = config.rl, config.model
     train = load_split(config.data, config.data.train_split, log)
     tokenizer, policy, answer, initial = build_models(config, train)
-    run = Run(config=config, workdir=Path(config.workdir), tokenizer=tokenizer, train=train, test=[], val=[], policy_model=policy,
-              value_model=MultimodalT5(policy.config, head="value"), answer_model=answer, teacher=None,
-              checkpointer=None, log=log, stop=None, phase_names=[],
-              mesh=make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor),
-              axis_rules=parse_axis_rules(config.mesh.axis_rules), initial_policy=initial)
+    run = Run(
+        config=config,
+        workdir=Path(config.workdir),
+        tokenizer=tokenizer,
+        train=train,
+        test=[],
+        val=[],
+        policy_model=policy,
+        value_model=MultimodalT5(policy.config, head="value"),
+        answer_model=answer,
+        teacher=None,
+        checkpointer=None,
+        log=log,
+        stop=None,
+        phase_names=[],
+        mesh=make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor),
+        axis_rules=parse_axis_rules(config.mesh.axis_rules),
+        initial_policy=initial,
+    )
     params = initial if initial is not None else init_params(policy, jax.random.key(0))
     rng = np.random.default_rng(0)
     results = []
@@ -116,12 +145,17 @@ def report(config, repeats: int = 5, log=print) -> dict:
     size = config.rationale.batch_size
     problems = [train[i % len(train)] for i in range(size)]
     prompts, targets = rationale_examples(problems)
-    sft_batch = encode_sft(tokenizer, prompts, targets, model_images(problems, config), m.max_source_length,
-                           m.max_target_length)
+    sft_batch = encode_sft(
+        tokenizer, prompts, targets, model_images(problems, config), m.max_source_length, m.max_target_length
+    )
     optimizer, sft_step, layout = run.sft_trainer(policy)
     state = jax.device_put(TrainState.create(jax.tree_util.tree_map(jnp.copy, params), optimizer), layout)
-    results.append(dict(measure("sft_step", sft_step, (state, put_batch(sft_batch, run.rows), None), repeats, True),
-                        batch=f"{size} x {m.max_source_length} -> {m.max_target_length}"))
+    results.append(
+        dict(
+            measure("sft_step", sft_step, (state, put_batch(sft_batch, run.rows), None), repeats, True),
+            batch=f"{size} x {m.max_source_length} -> {m.max_target_length}",
+        )
+    )
 
     # a rollout batch: prompts_per_rollout x k sampled responses
     rows = rl.prompts_per_rollout * rl.k_samples
@@ -135,28 +169,53 @@ def report(config, repeats: int = 5, log=print) -> dict:
     sampler = _sharded_generate(run.sampling_layout(policy))
     laid = put_batch(prompt_arrays, run.rows)
     policy_params = jax.device_put(params, run.param_layout(policy))
-    results.append(dict(measure("sampling", _SamplerCall(sampler, policy, sampling),
-                                (policy_params, laid["input_ids"], laid["attention_mask"], jax.random.key(1),
-                                 laid.get("image")), repeats, False),
-                        batch=f"{rows} x {m.max_source_length} -> {T} new tokens"))
+    results.append(
+        dict(
+            measure(
+                "sampling",
+                _SamplerCall(sampler, policy, sampling),
+                (policy_params, laid["input_ids"], laid["attention_mask"], jax.random.key(1), laid.get("image")),
+                repeats,
+                False,
+            ),
+            batch=f"{rows} x {m.max_source_length} -> {T} new tokens",
+        )
+    )
 
     optimizer, ppo_step, _, scoring, layout = run.rl_trainer()
     value_params = init_params(run.value_model, jax.random.key(2))
     both = {"policy": jax.tree_util.tree_map(jnp.copy, params), "value": value_params}
     both_laid = jax.device_put(jax.tree_util.tree_map(jnp.copy, both), layout.params)
-    results.append(dict(measure("scoring", scoring, (both_laid, policy_params, put_batch(rollout, run.rows)),
-                                repeats, False), batch=f"{rows} x {m.max_source_length} -> {T}"))
+    results.append(
+        dict(
+            measure("scoring", scoring, (both_laid, policy_params, put_batch(rollout, run.rows)), repeats, False),
+            batch=f"{rows} x {m.max_source_length} -> {T}",
+        )
+    )
 
     size = rl.minibatch_size
     ppo_batch = {name: value[:size] for name, value in rollout.items()}
-    ppo_batch.update(logprobs=np.full((size, T), -3.0, np.float32), advantages=rng.normal(size=(size, T)).astype(np.float32),
-                     returns=rng.normal(size=(size, T)).astype(np.float32))
+    ppo_batch.update(
+        logprobs=np.full((size, T), -3.0, np.float32),
+        advantages=rng.normal(size=(size, T)).astype(np.float32),
+        returns=rng.normal(size=(size, T)).astype(np.float32),
+    )
     if size > rows:
         raise SystemExit(f"rl.minibatch_size ({size}) is larger than a rollout ({rows} rows)")
     state = jax.device_put(TrainState.create(both, optimizer), layout)
-    results.append(dict(measure("ppo_step", ppo_step, (state, put_batch(ppo_batch, run.rows)), repeats, True,
-                                loop_trips=config.ppo.accumulation_steps),
-                        batch=f"{size} x {m.max_source_length} -> {T}, {config.ppo.accumulation_steps} micro-batch(es)"))
+    results.append(
+        dict(
+            measure(
+                "ppo_step",
+                ppo_step,
+                (state, put_batch(ppo_batch, run.rows)),
+                repeats,
+                True,
+                loop_trips=config.ppo.accumulation_steps,
+            ),
+            batch=f"{size} x {m.max_source_length} -> {T}, {config.ppo.accumulation_steps} micro-batch(es)",
+        )
+    )
 
     device = jax.devices()[0]
     peak, source = peak_flops(device)
@@ -165,8 +224,13 @@ def report(config, repeats: int = 5, log=print) -> dict:
     for row in results:
         row["tflops_per_s"] = row["flops"] / row["seconds"] / 1e12
         row["mfu"] = row["flops"] / row["seconds"] / peak
-    return {"device": f"{len(jax.devices())} x {device.device_kind}", "peak_flops": peak, "peak_source": source,
-            "mesh": dict(run.mesh.shape), "steps": results}
+    return {
+        "device": f"{len(jax.devices())} x {device.device_kind}",
+        "peak_flops": peak,
+        "peak_source": source,
+        "mesh": dict(run.mesh.shape),
+        "steps": results,
+    }
 
 
 class _SamplerCall:
@@ -181,16 +245,23 @@ class _SamplerCall:
 
 
 def format_report(result: dict) -> str:
-    lines = [f"device: {result['device']}; mesh {result['mesh']}; peak {result['peak_flops'] / 1e12:.2f} TFLOP/s "
-             f"({result['peak_source']})", "",
-             "| step | batch | GFLOP / call | GB accessed | args MB | temp MB | ms / call | TFLOP/s | MFU |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"device: {result['device']}; mesh {result['mesh']}; peak {result['peak_flops'] / 1e12:.2f} TFLOP/s "
+        f"({result['peak_source']})",
+        "",
+        "| step | batch | GFLOP / call | GB accessed | args MB | temp MB | ms / call | TFLOP/s | MFU |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["steps"]:
-        lines.append(f"| {r['step']} | {r['batch']} | {r['flops'] / 1e9:.2f} | {r['bytes'] / 1e9:.3f} | "
-                     f"{r.get('argument', 0) / 2**20:.1f} | {r.get('temp', 0) / 2**20:.1f} | {r['seconds'] * 1e3:.1f} | "
-                     f"{r['tflops_per_s']:.3f} | {100 * r['mfu']:.1f}% |")
+        lines.append(
+            f"| {r['step']} | {r['batch']} | {r['flops'] / 1e9:.2f} | {r['bytes'] / 1e9:.3f} | "
+            f"{r.get('argument', 0) / 2**20:.1f} | {r.get('temp', 0) / 2**20:.1f} | {r['seconds'] * 1e3:.1f} | "
+            f"{r['tflops_per_s']:.3f} | {100 * r['mfu']:.1f}% |"
+        )
     lines.append("")
-    lines.append("sampling: XLA counts its decoding loop once (encoding + one step): its FLOPs and MFU are lower bounds.")
+    lines.append(
+        "sampling: XLA counts its decoding loop once (encoding + one step): its FLOPs and MFU are lower bounds."
+    )
     return "\n".join(lines)
 
 

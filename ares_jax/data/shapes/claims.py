@@ -108,13 +108,13 @@ def cell_name(row: int, col: int) -> str:
 
 
 def cells_text(cells) -> str:
-    """"A1", "A1 and C2", "A1, B3 and D4"."""
+    """ "A1", "A1 and C2", "A1, B3 and D4"."""
     names = [cell_name(row, col) for row, col in cells]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def describe(size=None, colour=None, kind=None, plural: bool = False) -> str:
-    """"large red circles", "blue shape", "triangle"."""
+    """ "large red circles", "blue shape", "triangle"."""
     words = [w for w in (size, colour) if w] + [kind or "shape"]
     return " ".join(words) + ("s" if plural else "")
 
@@ -148,8 +148,11 @@ def _wordings(claim: Claim) -> list[str]:
         if claim.kind is None:  # one attribute, no kind: "... is green."
             words = " ".join(w for w in (claim.size, claim.colour) if w)
             return [f"The shape in {where} is {words}."]
-        out = [f"The shape in {where} is a {desc}.", f"{_capitalise(where)} has a {desc}.",
-               f"In {where} there is a {desc}."]
+        out = [
+            f"The shape in {where} is a {desc}.",
+            f"{_capitalise(where)} has a {desc}.",
+            f"In {where} there is a {desc}.",
+        ]
         if claim.colour:  # unambiguous enough to name first
             out.append(f"The {desc} is in {where}.")
         return out
@@ -171,8 +174,7 @@ def _wordings(claim: Claim) -> list[str]:
         }[claim.relation]
     if isinstance(claim, OptionIs):
         text = claim.text.rstrip(".")
-        return [f"{_capitalise(text)} is option {letter(claim.index)}.",
-                f"Option {letter(claim.index)} is {text}."]
+        return [f"{_capitalise(text)} is option {letter(claim.index)}.", f"Option {letter(claim.index)} is {text}."]
     if isinstance(claim, Answer):
         L = letter(claim.index)
         return [f"So the answer is {L}.", f"Therefore, the answer is {L}.", f"Thus, the answer is {L}."]
@@ -231,7 +233,7 @@ def parse(sentence: str) -> Claim | None:
     """The claim a sentence makes, or None when it is not one the task's language can read."""
     text = sentence_key(sentence)
     if text.startswith("solution:"):
-        text = text[len("solution:"):].strip()
+        text = text[len("solution:") :].strip()
     if text in _STARTER_KEYS:
         return Starter(_STARTER_KEYS[text])
     for name, pattern in _PATTERNS:

@@ -37,7 +37,7 @@ class Shape:
     kind: str
 
     def describe(self) -> str:
-        """"large red circle"."""
+        """ "large red circle"."""
         return f"{self.size} {self.colour} {self.kind}"
 
 
@@ -59,8 +59,10 @@ class Scene:
         """Positions of the shapes with every attribute given (None matches all), in reading
         order (row by row from the top, left to right)."""
         return [
-            position for position, shape in sorted(self.cells.items())
-            if (size is None or shape.size == size) and (colour is None or shape.colour == colour)
+            position
+            for position, shape in sorted(self.cells.items())
+            if (size is None or shape.size == size)
+            and (colour is None or shape.colour == colour)
             and (kind is None or shape.kind == kind)
         ]
 
@@ -80,8 +82,9 @@ class Scene:
         return cls(data["rows"], data["cols"], cells)
 
 
-def random_scene(rng: np.random.Generator, rows: int = 3, cols: int = 3, min_shapes: int = 3,
-                 max_shapes: int = 7) -> Scene:
+def random_scene(
+    rng: np.random.Generator, rows: int = 3, cols: int = 3, min_shapes: int = 3, max_shapes: int = 7
+) -> Scene:
     n = int(rng.integers(min_shapes, max_shapes + 1))
     flat = rng.choice(rows * cols, size=n, replace=False)
     cells = {}
@@ -117,7 +120,7 @@ def render(scene: Scene, cell_px: int = 16) -> np.ndarray:
     image[::cell_px, :] = GRID_LINE
     image[:, ::cell_px] = GRID_LINE
     for (row, col), shape in scene.cells.items():
-        tile = image[(row - 1) * cell_px:row * cell_px, (col - 1) * cell_px:col * cell_px]
+        tile = image[(row - 1) * cell_px : row * cell_px, (col - 1) * cell_px : col * cell_px]
         tile[_shape_mask(shape.kind, shape.size, cell_px)] = PALETTE[shape.colour]
     return image
 
@@ -134,7 +137,7 @@ def read_scene(image: np.ndarray, rows: int = 3, cols: int = 3) -> Scene:
     cells = {}
     for row in range(1, rows + 1):
         for col in range(1, cols + 1):
-            tile = image[(row - 1) * cell_px + 1:row * cell_px, (col - 1) * cell_px + 1:col * cell_px]
+            tile = image[(row - 1) * cell_px + 1 : row * cell_px, (col - 1) * cell_px + 1 : col * cell_px]
             ink = np.abs(tile.astype(np.int32) - np.array(BACKGROUND)).sum(-1) > 60
             if not ink.any():
                 continue

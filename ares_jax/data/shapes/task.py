@@ -72,8 +72,9 @@ def _maybe_starter(rng, text: str) -> list:
 
 def _attribute_question(attribute: str, where: str) -> tuple[str, list[str]]:
     """("What colour is the shape <where>?", the colours in order), likewise for kind and size."""
-    subject = {"colour": "What colour is the shape", "kind": "What kind of shape is",
-               "size": "What size is the shape"}[attribute]
+    subject = {"colour": "What colour is the shape", "kind": "What kind of shape is", "size": "What size is the shape"}[
+        attribute
+    ]
     return f"{subject} {where}?", list(ATTRIBUTE_VALUES[attribute])
 
 
@@ -109,8 +110,11 @@ def _compare_question(scene: Scene, rng):
     relation = "more" if counts[0] > counts[1] else "less" if counts[0] < counts[1] else "equal"
     answer = {"more": 0, "less": 1, "equal": 2}[relation]
     wording = rng.integers(2)
-    question = (f"Are there more {names[0]} or more {names[1]}?" if wording == 0
-                else f"Which group is larger: {names[0]} or {names[1]}?")
+    question = (
+        f"Are there more {names[0]} or more {names[1]}?"
+        if wording == 0
+        else f"Which group is larger: {names[0]} or {names[1]}?"
+    )
     claims = _maybe_starter(rng, "Let's compare the two groups.") + [
         *listings,
         C.Compare(counts[0], counts[1], relation),
@@ -225,7 +229,9 @@ def make_problem(config: ShapesTaskConfig, split: str, index: int) -> Problem:
             f"data.shapes: {MAX_SCENE_DRAWS} scenes of {config.rows}x{config.cols} cells with {config.min_shapes} to "
             f"{config.max_shapes} shapes gave no {kind!r} question (a count needs at most {len(COUNT_CHOICES) - 1} "
             f"matching shapes, a comparison at most {MAX_LISTED} per group, a spatial question a uniquely named "
-            "shape with a neighbour); change rows, cols, min_shapes or max_shapes, or leave the kind out of data.shapes.kinds")
+            "shape with a neighbour); change rows, cols, min_shapes or max_shapes, or leave the kind out of "
+            "data.shapes.kinds"
+        )
     question, choices, answer, gold_claims = built
     solution = " ".join(C.render(claim, rng) for claim in gold_claims)
     return Problem(
