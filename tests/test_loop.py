@@ -191,8 +191,13 @@ def test_lora_answer_stage_without_rounds(tmp_path):
     ]
     assert main(args) == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert list(report["phases"]) == ["baseline"] and report["ares"]["win_rate_vs_baseline"] == 0.5
-    assert report["ares"]["accuracy_gain"] == {"points": 0.0, "ci95": [0.0, 0.0]}
+    # no rounds: the baseline is not judged against itself
+    assert list(report["phases"]) == ["baseline"] and report["ares"] is None
+    assert "comparison" not in report["teacher"]["by_phase"]
+    assert report["teacher"]["requests"] + report["teacher"]["cache_hits"] == 12  # the test rationales' scores
+    markdown = (tmp_path / "report.md").read_text()
+    assert "A baseline-only run (rounds=0): no ARES rounds, nothing to compare." in markdown
+    assert "win" not in markdown
     # Finished: a rerun restores the adapted answer model's tree (its shape has the adapters) and
     # rebuilds the same report.
     assert main(args) == 0

@@ -32,24 +32,29 @@ def build_report(
     workdir: Path,
     seconds: float,
 ) -> dict:
+    """Everything about a finished run; "ares" (the final model against the baseline) is None
+    for a baseline-only run (`final_label` "baseline"), which has nothing to compare."""
     evaluations = results["evaluations"]
-    comparison = results["comparison"]
     texts = {label: json.loads((workdir / "eval" / f"{label}.json").read_text()) for label in ("baseline", final_label)}
-    # The accuracy gain, paired by problem, with its 95% interval: is ARES ahead beyond noise?
-    gain, low, high = mean_with_ci95(
-        [
-            float(ares["answer"] == p.answer) - float(base["answer"] == p.answer)
-            for p, base, ares in zip(test, texts["baseline"], texts[final_label])
-        ]
-    )
-    return {
-        "baseline": evaluations["baseline"],
-        "ares": dict(
+    final = None
+    if final_label != "baseline":
+        comparison = results["comparison"]
+        # The accuracy gain, paired by problem, with its 95% interval: is ARES ahead beyond noise?
+        gain, low, high = mean_with_ci95(
+            [
+                float(ares["answer"] == p.answer) - float(base["answer"] == p.answer)
+                for p, base, ares in zip(test, texts["baseline"], texts[final_label])
+            ]
+        )
+        final = dict(
             evaluations[final_label],
             win_rate_vs_baseline=comparison["win_rate"],
             judgements=comparison,
             accuracy_gain={"points": 100 * gain, "ci95": [100 * low, 100 * high]},
-        ),
+        )
+    return {
+        "baseline": evaluations["baseline"],
+        "ares": final,
         "phases": evaluations,
         "corrections": results.get("corrections", {}),
         "curves": results["curves"],
@@ -68,7 +73,7 @@ def build_report(
                 "question": p.question,
                 "gold": p.solution,
                 "baseline": base["rationale"],
-                "ares": ares["rationale"],
+                "ares": None if final is None else ares["rationale"],
             }
             for p, base, ares in list(zip(test, texts["baseline"], texts[final_label]))[:5]
         ],
@@ -151,19 +156,28 @@ def _markdown(report: dict) -> str:
     for defect in phases["baseline"]["fluency"]:
         row(f"fluency defect: {defect.replace('_', ' ')}", [phases[label]["fluency"][defect] for label in labels])
     ares, baseline, teacher = report["ares"], report["baseline"], report["teacher"]
-    judged, gain = ares["judgements"], ares["accuracy_gain"]
-    low, high = gain["ci95"]
-    verdict = "ahead" if low > 0 else "behind" if high < 0 else "not distinguishable from the baseline at 95%"
     name = METHOD_NAMES[report["config"].get("method", "ares")]  # the run's final model ("ares" in the JSON)
+    if ares is None:
+        summary = (
+            f"Baseline answer accuracy {baseline['answer_accuracy']:.1%}. A baseline-only run (rounds=0): no "
+            "ARES rounds, nothing to compare."
+        )
+    else:
+        judged, gain = ares["judgements"], ares["accuracy_gain"]
+        low, high = gain["ci95"]
+        verdict = "ahead" if low > 0 else "behind" if high < 0 else "not distinguishable from the baseline at 95%"
+        summary = (
+            f"{name} answer accuracy {ares['answer_accuracy']:.1%} vs baseline {baseline['answer_accuracy']:.1%}: "
+            f"{gain['points']:+.1f} points (95% interval {low:+.1f} to {high:+.1f}, paired by problem), {verdict}. "
+            f"{name} rationales win {ares['win_rate_vs_baseline']:.1%} (95% interval {judged['ci95'][0]:.1%} to "
+            f"{judged['ci95'][1]:.1%}) of the Teacher's comparisons with the baseline's ({judged['wins']:.0f} "
+            f"wins, {judged['ties']:.0f} ties, {judged['losses']:.0f} losses over {judged['judgements']:.0f} "
+            "judgements, both orders)."
+        )
     lines = [
         "# ARES run report",
         "",
-        f"{name} answer accuracy {ares['answer_accuracy']:.1%} vs baseline {baseline['answer_accuracy']:.1%}: "
-        f"{gain['points']:+.1f} points (95% interval {low:+.1f} to {high:+.1f}, paired by problem), {verdict}. "
-        f"{name} rationales win {ares['win_rate_vs_baseline']:.1%} (95% interval {judged['ci95'][0]:.1%} to "
-        f"{judged['ci95'][1]:.1%}) of the Teacher's comparisons with the baseline's ({judged['wins']:.0f} wins, "
-        f"{judged['ties']:.0f} ties, {judged['losses']:.0f} losses over {judged['judgements']:.0f} judgements, "
-        "both orders).",
+        summary,
         "",
         *rows,
         "",
@@ -181,7 +195,7 @@ def _markdown(report: dict) -> str:
             "",
             f"- gold: {example['gold']}",
             f"- baseline: {example['baseline']}",
-            f"- {name}: {example['ares']}",
+            *([] if example["ares"] is None else [f"- {name}: {example['ares']}"]),
             "",
         ]
     return "\n".join(lines)

@@ -59,7 +59,8 @@ def plan(config: Config) -> list[tuple[str, Phase]]:
                 (f"sft_{r}", functools.partial(phases.correction_sft, round_index=r)),
                 (f"eval_sft_{r}", functools.partial(phases.evaluation, label=f"sft_{r}")),
             ]
-    steps.append(("comparison", functools.partial(phases.comparison, final_label=final_label(config))))
+    if config.rounds:  # with no rounds there is nothing to judge against the baseline
+        steps.append(("comparison", functools.partial(phases.comparison, final_label=final_label(config))))
     return steps
 
 
