@@ -345,6 +345,9 @@ class MeshConfig:
         "image_features=",
         "fusion_in=",
     )
+    # A parameter dimension that the mesh axes of its logical axis do not divide is an error at
+    # start-up (naming the parameter); true: keep such dimensions whole (replicated) instead.
+    allow_replicated: bool = False
 
     def __post_init__(self):
         for name in ("data", "fsdp", "tensor"):

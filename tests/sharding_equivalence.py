@@ -26,12 +26,14 @@ from ares_jax.models import (
     transplant,
 )
 from ares_jax.parallel import (
+    ReplicationError,
     StepShardings,
     batch_sharding,
     make_mesh,
     param_shardings,
     parse_axis_rules,
     put_batch,
+    replicated_share,
     state_shardings,
 )
 from ares_jax.rl import make_ppo_step, make_scoring_fn
@@ -59,6 +61,24 @@ def specs(tree) -> dict:
         "/".join(k.key for k in path): str(leaf.sharding.spec)
         for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
     }
+
+
+def odd_vocab(mesh, rules, allow_replicated=False):
+    return param_shardings(
+        {"shared": {"embedding": jax.sharding.PartitionSpec("vocab", "embed")}},
+        {"shared": {"embedding": jax.ShapeDtypeStruct((97, 32), jnp.float32)}},
+        mesh,
+        rules,
+        allow_replicated=allow_replicated,
+    )
+
+
+def odd_vocab_error(mesh, rules) -> str | None:
+    try:
+        odd_vocab(mesh, rules)
+    except ReplicationError as error:
+        return str(error)
+    return None
 
 
 def main(shapes):
@@ -174,15 +194,11 @@ def main(shapes):
             "sft_moved": max_diff(sft_ref.params, params),
             "ppo_moved": max_diff(ppo_ref.params, both),
             "ppo_skipped": int(ppo_m["skipped"]),
-            # a dimension the mesh axes do not divide stays whole: a 97-row vocabulary
-            "odd_vocab_spec": str(
-                param_shardings(
-                    {"e": jax.sharding.PartitionSpec("vocab", "embed")},
-                    {"e": jax.ShapeDtypeStruct((97, 32), jnp.float32)},
-                    mesh,
-                    rules,
-                )["e"].spec
-            ),
+            # a dimension the mesh axes do not divide (a 97-row vocabulary) stays whole when
+            # allowed, and is an error naming the parameter otherwise
+            "odd_vocab_spec": str(odd_vocab(mesh, rules, allow_replicated=True)["shared"]["embedding"].spec),
+            "odd_vocab_error": odd_vocab_error(mesh, rules),
+            "replicated_share": replicated_share(sft_layout.params, params),
         }
     print(json.dumps(results))
 

@@ -54,6 +54,18 @@ def test_parameters_lie_as_the_rules_say(sharded_results, mesh):
     assert result["moments_laid_out_as_params"]  # Adam's statistics lie like their parameters
     assert result["tokens_spec"] == "P(('data', 'fsdp'),)"  # sampled rows stay split over data x fsdp
     assert result["odd_vocab_spec"] == ("P(None, 'fsdp')" if mesh == "2x2x2" else "P('tensor', 'fsdp')")  # tensor 2 | 1
+    if mesh == "2x2x2":  # not divisible, and not allowed: the error names the parameter and the axes
+        assert result["odd_vocab_error"].startswith(
+            "parameter shared/embedding: dimension 0 (97, logical axis 'vocab') is not divisible by mesh axes "
+            "tensor (2)"
+        )
+        assert "mesh.allow_replicated=true" in result["odd_vocab_error"]
+    else:
+        assert result["odd_vocab_error"] is None
+    # the share of parameter bytes held whole: all on a pure data-parallel mesh; with fsdp 4 and
+    # tensor 1 only the relative-position biases ([buckets, heads], heads on tensor); none on 2x2x2
+    share = result["replicated_share"]
+    assert {"8x1x1": share == 1.0, "2x4x1": 0.0 < share < 0.02, "2x2x2": share == 0.0}[mesh]
 
 
 def test_mesh_shapes():

@@ -27,7 +27,7 @@ from ares_jax.loop import phases
 from ares_jax.loop.generation import build_models
 from ares_jax.loop.state import Log, Run, RunState, StopSignals
 from ares_jax.models import MultimodalT5, count_params
-from ares_jax.parallel import make_mesh, parse_axis_rules
+from ares_jax.parallel import ReplicationError, make_mesh, parse_axis_rules, replicated_share
 from ares_jax.parallel.multihost import is_primary, processes_not_sharing
 from ares_jax.teacher.base import AskedByProcessZero, TeacherStats
 from ares_jax.teacher.factory import make_teacher
@@ -143,13 +143,23 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
         stop=stop,
         phase_names=phase_names,
     )
+    replicated = ""
+    try:  # every model's layout, now: a dimension the mesh does not divide stops the run here
+        models = {"policy": run.policy_model, "value": run.value_model, "answer": run.answer_model}
+        layouts = {name: run.param_layout(model) for name, model in models.items()}
+    except ReplicationError as error:
+        raise ConfigError(f"mesh: {error}") from None
+    if mesh.devices.size > 1:
+        share = replicated_share(layouts, {name: run.abstract_params(name) for name in layouts})
+        replicated = f" ({share:.0%} of parameter bytes replicated)"
     processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
     log(
         f"data: {len(train)} train / {len(val)} validation / {len(test)} test problems; "
         f"vocab {tokenizer.vocab_size}; model "
         f"{count_params(run.abstract_params('policy')):,} parameters; mesh "
         f"{' x '.join(f'{name} {size}' for name, size in mesh.shape.items())} over {mesh.devices.size} "
-        f"{mesh.devices.flat[0].platform} device(s){processes}; Teacher {teacher.name}; workdir {workdir}"
+        f"{mesh.devices.flat[0].platform} device(s){processes}{replicated}; Teacher {teacher.name}; "
+        f"workdir {workdir}"
     )
     return run
 

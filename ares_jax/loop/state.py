@@ -187,7 +187,11 @@ class Run:
         key = ("layout", id(model))
         if key not in self._compiled:
             self._compiled[key] = param_shardings(
-                logical_axes(model), self._abstract(model), self.mesh, self.axis_rules
+                logical_axes(model),
+                self._abstract(model),
+                self.mesh,
+                self.axis_rules,
+                allow_replicated=self.config.mesh.allow_replicated,
             )
         return self._compiled[key]
 

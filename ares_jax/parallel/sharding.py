@@ -1,8 +1,9 @@
 """Shardings of parameters, optimizer states and batches on a mesh (MaxText style).
 
 Every parameter carries logical axis names (`models.logical_axes`); the config's rules map
-them to mesh axes. A dimension the mesh axes do not divide evenly stays whole (replicated along
-them) rather than failing: a 97-token vocabulary on a 2-way `tensor` axis simply is not split.
+them to mesh axes. A dimension the mesh axes do not divide evenly is an error naming the
+parameter, unless replication is allowed (`mesh.allow_replicated`): then it stays whole along
+those axes (a 97-token vocabulary on a 2-way `tensor` axis is not split), as MaxText does.
 """
 
 from __future__ import annotations
@@ -37,19 +38,52 @@ def _axis_size(mesh: Mesh, axes) -> int:
     return int(np.prod([mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes)]))
 
 
-def param_shardings(logical: Any, abstract: Any, mesh: Mesh, rules: Sequence) -> Any:
-    """`NamedSharding`s like `abstract` (a params pytree of arrays or ShapeDtypeStructs):
-    `logical` (a pytree of logical `PartitionSpec`s, `models.logical_axes`) through `rules`."""
+class ReplicationError(ValueError):
+    """A parameter dimension the mesh axes its logical axis maps to do not divide."""
 
-    def one(spec: P, leaf) -> NamedSharding:
+
+def param_shardings(logical: Any, abstract: Any, mesh: Mesh, rules: Sequence, allow_replicated: bool = False) -> Any:
+    """`NamedSharding`s like `abstract` (a params pytree of arrays or ShapeDtypeStructs):
+    `logical` (a pytree of logical `PartitionSpec`s, `models.logical_axes`) through `rules`.
+    A dimension its mesh axes do not divide raises `ReplicationError` naming the parameter,
+    or with `allow_replicated` stays whole along them."""
+
+    def one(path, spec: P, leaf) -> NamedSharding:
         physical = nn.logical_to_mesh_axes(tuple(spec), rules) if len(spec) else P()
-        dims = [
-            axes if axes is not None and dim % _axis_size(mesh, axes) == 0 else None
-            for dim, axes in zip(leaf.shape, tuple(physical) + (None,) * (len(leaf.shape) - len(physical)))
-        ]
+        dims = []
+        for index, (dim, axes) in enumerate(
+            zip(leaf.shape, tuple(physical) + (None,) * (len(leaf.shape) - len(physical)))
+        ):
+            if axes is not None and dim % _axis_size(mesh, axes) != 0:
+                if not allow_replicated:
+                    named = "+".join((axes,) if isinstance(axes, str) else axes)
+                    raise ReplicationError(
+                        f"parameter {path_name(path)}: dimension {index} ({dim}, logical axis {spec[index]!r}) is "
+                        f"not divisible by mesh axes {named} ({_axis_size(mesh, axes)}); choose mesh sizes that "
+                        "divide it, change mesh.axis_rules, or set mesh.allow_replicated=true to keep it whole"
+                    )
+                axes = None
+            dims.append(axes)
         return NamedSharding(mesh, P(*dims))
 
-    return jax.tree_util.tree_map(one, logical, abstract, is_leaf=lambda x: isinstance(x, P))
+    return jax.tree_util.tree_map_with_path(one, logical, abstract, is_leaf=lambda x: isinstance(x, P))
+
+
+def path_name(path) -> str:
+    """A pytree path as `encoder/layer_0/ffn/wi/kernel`."""
+    return "/".join(str(_key_name(k)) for k in path)
+
+
+def replicated_share(layout: Any, abstract: Any) -> float:
+    """The share of parameter bytes that every device holds whole: leaves of `layout` (shardings
+    like `abstract`'s arrays) split over no mesh axis larger than 1."""
+    whole = total = 0
+    for sharding, leaf in zip(jax.tree_util.tree_leaves(layout), jax.tree_util.tree_leaves(abstract), strict=True):
+        size = int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
+        total += size
+        if all(_axis_size(sharding.mesh, axes) == 1 for axes in sharding.spec):
+            whole += size
+    return whole / total if total else 0.0
 
 
 def _key_name(key) -> str | int:
