@@ -227,15 +227,34 @@ def _questions(run: Run, count: int, *salt: int):
     return [run.train[i] for i in np.resize(order, count)]
 
 
+ROLLOUT_CURVES = (  # per rollout batch, into the curves `rl_<r>/<key>`
+    "sentence_score",
+    "reward",
+    "kl",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "explained_variance",
+    "clipfrac",
+    "pass_at_k",
+    "sample_accuracy",
+    "response_tokens",
+)
+PPO_METRICS = ("policy_loss", "value_loss", "clipfrac", "approx_kl", "skipped", "policy_grad_norm", "value_grad_norm")
+
+
 def rl_round(run: Run, state: RunState, round_index: int) -> None:
     """ARES stage 1: rollouts scored sentence by sentence by the Teacher, PPO over each buffer.
     The reference policy is the policy as the round starts; the value model starts from the
     policy's trunk with a fresh head (first round), trains alone on the first
     `rl.value_warmup_batches` rollout batches of that round (GAE only), and carries over between
-    rounds."""
+    rounds. The phase's step counter (`state.step`) counts rollout batches.
+
+    Per rollout batch: collect (sample, Teacher scores, advantages: `collect_rollout`), PPO epochs
+    over the buffer, log, validate every `rl.eval_every` batches, checkpoint."""
     config, rl = run.config, run.config.rl
     questions = _questions(run, rl.questions_per_round, round_index, 0)
-    iterations = len(questions) // rl.prompts_per_rollout
+    batches = len(questions) // rl.prompts_per_rollout
     if state.step == 0:
         state.trees["reference"] = copy_tree(state.trees["policy"])
         if "value" not in state.trees:
@@ -248,91 +267,44 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     controller = AdaptiveKLController(state.kl_coef, rl.kl_target, rl.kl_horizon) if rl.kl_target else None
     window = StepWindow(config.profile.steps, run.workdir / "profile")
     name = f"rl_{round_index}"
-    bar = tqdm(
-        range(state.step, iterations),
-        desc=f"{name} rollouts",
-        initial=state.step,
-        total=iterations,
-        leave=False,
-        disable=not run.primary,
-    )
     # only round 1's value model has a fresh head, and only the critic's advantages (gae) read it;
     # the policy keeps at least one batch
     fresh_critic = round_index == 1 and config.ppo.advantage == "gae"
-    warmup_batches = min(rl.value_warmup_batches, iterations - 1) if fresh_critic else 0
+    warmup_batches = min(rl.value_warmup_batches, batches - 1) if fresh_critic else 0
     if state.step == 0:
         if warmup_batches:
             run.log(
-                f"{name}: the first {warmup_batches} of {iterations} rollout batches train only the value model "
+                f"{name}: the first {warmup_batches} of {batches} rollout batches train only the value model "
                 "(rl.value_warmup_batches)"
             )
         validation(run, state, train_state.params["policy"], name, 0)
-    for iteration in bar:
-        problems = questions[iteration * rl.prompts_per_rollout : (iteration + 1) * rl.prompts_per_rollout]
+    bar = tqdm(
+        range(state.step, batches),
+        desc=f"{name} rollouts",
+        initial=state.step,
+        total=batches,
+        leave=False,
+        disable=not run.primary,
+    )
+    for batch in bar:
+        problems = questions[batch * rl.prompts_per_rollout : (batch + 1) * rl.prompts_per_rollout]
         with jax.profiler.TraceAnnotation("rollout"):
             buffer, metrics = collect_rollout(
-                run, train_state.params, reference, problems, run.key(state, iteration), state.kl_coef, scoring
+                run, train_state.params, reference, problems, run.key(state, batch), state.kl_coef, scoring
             )
-        step_fn = value_step if iteration < warmup_batches else ppo_step
-        order_rng = np.random.default_rng([config.seed, state.phase_index, iteration])
-        size = len(problems) * rl.k_samples
-        step_metrics = []
-        ppo_bar = tqdm(
-            total=rl.epochs * (size // rl.minibatch_size),
-            desc=f"{name} PPO steps",
-            unit="step",
-            leave=False,
-            disable=not run.primary,
-        )
-        for _ in range(rl.epochs):
-            order = order_rng.permutation(size)
-            for start in range(0, size - rl.minibatch_size + 1, rl.minibatch_size):
-                rows = jnp.asarray(order[start : start + rl.minibatch_size])
-                minibatch = jax.device_put(jax.tree_util.tree_map(lambda x: x[rows], buffer), run.rows)
-                window.before(run.ppo_steps)
-                with jax.profiler.StepTraceAnnotation("ppo", step_num=run.ppo_steps):
-                    train_state, m = step_fn(train_state, minibatch)
-                window.after(run.ppo_steps, train_state)
-                run.ppo_steps += 1
-                step_metrics.append(m)
-                ppo_bar.update(1)
-        ppo_bar.close()
-        for key in (
-            "policy_loss",
-            "value_loss",
-            "clipfrac",
-            "approx_kl",
-            "skipped",
-            "policy_grad_norm",
-            "value_grad_norm",
-        ):
-            metrics[key] = float(np.mean([float(m[key]) for m in step_metrics]))
+        step_fn = value_step if batch < warmup_batches else ppo_step
+        order_rng = np.random.default_rng([config.seed, state.phase_index, batch])
+        train_state, step_metrics = _ppo_epochs(run, train_state, buffer, step_fn, order_rng, window, name)
+        metrics.update({key: float(np.mean([float(m[key]) for m in step_metrics])) for key in PPO_METRICS})
         if controller is not None:
-            state.kl_coef = controller.update(metrics["kl"], size)
+            state.kl_coef = controller.update(metrics["kl"], len(problems) * rl.k_samples)
         metrics["kl_coef"] = state.kl_coef
-        state.step = iteration + 1
-        for key in (
-            "sentence_score",
-            "reward",
-            "kl",
-            "policy_loss",
-            "value_loss",
-            "entropy",
-            "explained_variance",
-            "clipfrac",
-            "pass_at_k",
-            "sample_accuracy",
-            "response_tokens",
-        ):
-            state.add_point(f"{name}/{key}", iteration, metrics[key])
-        run.log_metrics(state, iteration, metrics)
-        if (rl.eval_every and state.step % rl.eval_every == 0) or state.step == iterations:
+        state.step = batch + 1
+        _log_rollout_batch(run, state, name, batch, metrics)
+        if (rl.eval_every and state.step % rl.eval_every == 0) or state.step == batches:
             validation(run, state, train_state.params["policy"], name, state.step)
         bar.set_postfix(score=f"{metrics['sentence_score']:.3f}", kl=f"{metrics['kl']:.3f}", refresh=False)
-        steps_per_iteration = len(step_metrics)
-        if (state.step * steps_per_iteration) // config.checkpoint.every_steps > (
-            iteration * steps_per_iteration
-        ) // config.checkpoint.every_steps and state.step < iterations:
+        if _checkpoint_due(batch, len(step_metrics), config.checkpoint.every_steps) and state.step < batches:
             run.save(state, train_state)
         run.check_stop(state, train_state)
     bar.close()
@@ -340,9 +312,49 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     state.trees["policy"], state.trees["value"] = train_state.params["policy"], train_state.params["value"]
     del state.trees["reference"]
     curve = state.results["curves"][f"{name}/sentence_score"]
-    run.log(
-        f"{name}: {iterations} rollout batches; Teacher's mean sentence score {curve[0][1]:.3f} -> {curve[-1][1]:.3f}"
+    run.log(f"{name}: {batches} rollout batches; Teacher's mean sentence score {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")
+
+
+def _ppo_epochs(run: Run, train_state, buffer: dict, step_fn, order_rng, window: StepWindow, name: str):
+    """`rl.epochs` passes over the rollout `buffer` (`[B * k, ...]` arrays) in shuffled minibatches
+    of `rl.minibatch_size` rows, one jitted `step_fn` each; returns (train state, step metrics)."""
+    rl = run.config.rl
+    size = jax.tree_util.tree_leaves(buffer)[0].shape[0]
+    step_metrics = []
+    ppo_bar = tqdm(
+        total=rl.epochs * (size // rl.minibatch_size),
+        desc=f"{name} PPO steps",
+        unit="step",
+        leave=False,
+        disable=not run.primary,
     )
+    for _ in range(rl.epochs):
+        order = order_rng.permutation(size)
+        for start in range(0, size - rl.minibatch_size + 1, rl.minibatch_size):
+            rows = jnp.asarray(order[start : start + rl.minibatch_size])
+            minibatch = jax.device_put(jax.tree_util.tree_map(lambda x: x[rows], buffer), run.rows)
+            window.before(run.ppo_steps)
+            with jax.profiler.StepTraceAnnotation("ppo", step_num=run.ppo_steps):
+                train_state, metrics = step_fn(train_state, minibatch)
+            window.after(run.ppo_steps, train_state)
+            run.ppo_steps += 1
+            step_metrics.append(metrics)
+            ppo_bar.update(1)
+    ppo_bar.close()
+    return train_state, step_metrics
+
+
+def _log_rollout_batch(run: Run, state: RunState, name: str, batch: int, metrics: dict) -> None:
+    """One rollout batch's figures: points of the round's curves and a metrics line."""
+    for key in ROLLOUT_CURVES:
+        state.add_point(f"{name}/{key}", batch, metrics[key])
+    run.log_metrics(state, batch, metrics)
+
+
+def _checkpoint_due(batch: int, steps_per_batch: int, every_steps: int) -> bool:
+    """Whether rollout batch `batch` (0-based, `steps_per_batch` PPO steps each) crossed a
+    multiple of `every_steps` optimizer steps."""
+    return ((batch + 1) * steps_per_batch) // every_steps > (batch * steps_per_batch) // every_steps
 
 
 def correction(run: Run, state: RunState, round_index: int) -> None:
