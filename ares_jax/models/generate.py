@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from ares_jax.models.model import MultimodalT5
 from ares_jax.profiling import scoped
+
+if TYPE_CHECKING:  # a type only: the models know nothing of the mesh at run time
+    from ares_jax.parallel.sharding import StepShardings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +113,7 @@ generate_jit = jax.jit(_generate, static_argnums=(0, 1))
 
 
 @functools.lru_cache(maxsize=16)
-def _sharded_generate(shardings):
+def _sharded_generate(shardings: StepShardings):
     """`_generate` jitted with the parameters and batch laid out as `shardings` says (one
     compiled function per layout)."""
     batch, params = shardings.batch, shardings.state
@@ -130,7 +133,7 @@ def generate(
     rng,
     sampling: SamplingConfig = SamplingConfig(),
     image=None,
-    shardings=None,
+    shardings: StepShardings | None = None,
 ) -> SampleOutput:
     """Samples `sampling.max_new_tokens` tokens after the decoder start token.
 

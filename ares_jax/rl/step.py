@@ -15,6 +15,7 @@ the frozen reference policy's params are passed beside it.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,9 @@ from ares_jax.rl.advantages import gae, group_advantages, kl_rewards, score_rewa
 from ares_jax.rl.config import PPOConfig
 from ares_jax.rl.loss import ppo_loss
 from ares_jax.train_state import TrainState
+
+if TYPE_CHECKING:
+    from ares_jax.parallel.sharding import StepShardings
 
 
 def teacher_forced(model: MultimodalT5, params, batch):
@@ -67,7 +71,7 @@ def sample_responses(
     return dict(batch, tokens=out.tokens, response_mask=out.response_mask, sample_logprobs=out.logprobs)
 
 
-def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5, shardings=None):
+def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5, shardings: StepShardings | None = None):
     """One jitted pass: `(params {"policy", "value"}, ref_params, batch) ->
     {"logprobs", "ref_logprobs", "values", "entropy"}`, each `[B, T]`, zero on padding (entropy:
     of the policy's next-token distribution, for monitoring). `shardings`
@@ -134,7 +138,7 @@ def make_ppo_step(
     value_model: MultimodalT5,
     optimizer: optax.GradientTransformation,
     config: PPOConfig,
-    shardings=None,
+    shardings: StepShardings | None = None,
     value_only: bool = False,
 ):
     """A jitted `(state, batch) -> (state, metrics)` over policy and value parameters together.

@@ -9,6 +9,8 @@ A batch is a dict of arrays:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -16,6 +18,9 @@ import optax
 from ares_jax.models.model import MultimodalT5
 from ares_jax.profiling import scoped
 from ares_jax.train_state import TrainState
+
+if TYPE_CHECKING:
+    from ares_jax.parallel.sharding import StepShardings
 
 
 def token_cross_entropy(logits, labels, label_mask):
@@ -28,7 +33,12 @@ def token_cross_entropy(logits, labels, label_mask):
     return jnp.sum(nll * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def make_sft_step(model: MultimodalT5, optimizer: optax.GradientTransformation, donate: bool = True, shardings=None):
+def make_sft_step(
+    model: MultimodalT5,
+    optimizer: optax.GradientTransformation,
+    donate: bool = True,
+    shardings: StepShardings | None = None,
+):
     """A jitted `(state, batch, dropout_rng) -> (state, metrics)`; the state's buffers are donated.
     `shardings` (`parallel.StepShardings`): the state and batch layout on a mesh; the state comes
     back laid out the same, the metrics replicated; the step is then called with all three
