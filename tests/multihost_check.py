@@ -30,7 +30,6 @@ from ares_jax.parallel import (  # noqa: E402
     StepShardings,
     batch_sharding,
     make_mesh,
-    param_shardings,
     parse_axis_rules,
     put_batch,
     state_shardings,
@@ -90,12 +89,7 @@ def fresh():
 
 
 reference, _ = make_sft_step(model, optimizer, donate=False)(fresh(), batch)  # this process's own device
-layout = state_shardings(
-    param_shardings(logical_axes(model), params, mesh, parse_axis_rules(MeshConfig().axis_rules)),
-    optimizer,
-    params,
-    mesh,
-)
+layout = state_shardings(logical_axes(model), params, optimizer, mesh, parse_axis_rules(MeshConfig().axis_rules))
 sharded, metrics = make_sft_step(model, optimizer, shardings=StepShardings(layout, rows))(
     jax.device_put(fresh(), layout), laid, None
 )

@@ -63,6 +63,20 @@ def specs(tree) -> dict:
     }
 
 
+def moments_and_rest(layout) -> bool:
+    """Whether a train-state layout lays Adam's moments out as the parameters and replicates the
+    rest of the optimizer state (counts, hyper-parameters) and the step."""
+    split = lambda tree: [str(s.spec) for s in jax.tree_util.tree_leaves(tree)]  # noqa: E731
+    mu, nu = (optax.tree_utils.tree_get(layout.opt_state, name) for name in ("mu", "nu"))
+    rest = len(jax.tree_util.tree_leaves(layout.opt_state)) - 2 * len(jax.tree_util.tree_leaves(layout.params))
+    return (
+        split(mu) == split(nu) == split(layout.params)
+        and sum(s != "P()" for s in split(layout.opt_state)) == 2 * sum(s != "P()" for s in split(layout.params))
+        and rest > 0
+        and str(layout.step.spec) == "P()"
+    )
+
+
 def odd_vocab(mesh, rules, allow_replicated=False):
     return param_shardings(
         {"shared": {"embedding": jax.sharding.PartitionSpec("vocab", "embed")}},
@@ -148,10 +162,9 @@ def main(shapes):
     for shape in shapes:
         mesh = make_mesh(*shape)
         rows = batch_sharding(mesh)
-        policy_layout = param_shardings(logical["policy"], params, mesh, rules)
-        both_layout = param_shardings(logical, both, mesh, rules)
-        sft_layout = state_shardings(policy_layout, optimizer, params, mesh)
-        ppo_layout = state_shardings(both_layout, optimizer, both, mesh)
+        sft_layout = state_shardings(logical["policy"], params, optimizer, mesh, rules)
+        ppo_layout = state_shardings(logical, both, optimizer, mesh, rules)
+        policy_layout, both_layout = sft_layout.params, ppo_layout.params
 
         # fresh copies: device_put may alias a buffer that a donating step then deletes
         sft_state = jax.device_put(fresh_state(params), sft_layout)
@@ -188,7 +201,11 @@ def main(shapes):
             "same_tokens": bool(np.array_equal(np.asarray(sharded_sample.tokens), np.asarray(sample.tokens))),
             "param_specs": specs(sft_new.params),
             "moments_laid_out_as_params": specs(optax.tree_utils.tree_get(ppo_new.opt_state, "mu"))
-            == specs(ppo_new.params),
+            == specs(ppo_new.params)
+            == specs(optax.tree_utils.tree_get(ppo_new.opt_state, "nu")),
+            # the layout derived from the logical annotations, against the rule it replaced: each
+            # statistic as the parameter it tracks (Adam's mu and nu), everything else replicated
+            "derived_layout_as_before": all(moments_and_rest(layout) for layout in (sft_layout, ppo_layout)),
             "tokens_spec": str(sharded_sample.tokens.sharding.spec),
             "devices": len(jax.devices()),
             "sft_moved": max_diff(sft_ref.params, params),

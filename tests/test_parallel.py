@@ -52,6 +52,7 @@ def test_parameters_lie_as_the_rules_say(sharded_results, mesh):
     assert specs["encoder/relative_attention_bias/embedding"] == "P(None, 'tensor')"
     result = sharded_results[mesh]
     assert result["moments_laid_out_as_params"]  # Adam's statistics lie like their parameters
+    assert result["derived_layout_as_before"]  # the layouts derived from the logical names
     assert result["tokens_spec"] == "P(('data', 'fsdp'),)"  # sampled rows stay split over data x fsdp
     assert result["odd_vocab_spec"] == ("P(None, 'fsdp')" if mesh == "2x2x2" else "P('tensor', 'fsdp')")  # tensor 2 | 1
     if mesh == "2x2x2":  # not divisible, and not allowed: the error names the parameter and the axes

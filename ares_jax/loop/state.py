@@ -33,7 +33,7 @@ from ares_jax.rl import make_ppo_step, make_scoring_fn
 from ares_jax.sft import make_sft_step
 from ares_jax.teacher.base import Teacher, TeacherStats
 from ares_jax.text.tokenizer import Tokenizer
-from ares_jax.train_state import adamw, adamw_host_scheduled
+from ares_jax.train_state import TrainState, adamw, adamw_host_scheduled
 
 Log = Callable[[str], None]
 
@@ -187,13 +187,26 @@ class Run:
         key = ("layout", id(model))
         if key not in self._compiled:
             self._compiled[key] = param_shardings(
-                logical_axes(model),
+                self._logical(model),
                 self._abstract(model),
                 self.mesh,
                 self.axis_rules,
                 allow_replicated=self.config.mesh.allow_replicated,
             )
         return self._compiled[key]
+
+    def _logical(self, model: MultimodalT5):
+        """`model`'s logical axis names, a pytree of `PartitionSpec`s like its parameters."""
+        key = ("logical", id(model))
+        if key not in self._compiled:
+            self._compiled[key] = logical_axes(model)
+        return self._compiled[key]
+
+    def _state_layout(self, logical, abstract, optimizer) -> TrainState:
+        """The train-state shardings of `optimizer` over parameters with these logical names."""
+        return state_shardings(
+            logical, abstract, optimizer, self.mesh, self.axis_rules, allow_replicated=self.config.mesh.allow_replicated
+        )
 
     def _abstract(self, model: MultimodalT5):
         """`model`'s parameters as shapes and dtypes (traced once per model)."""
@@ -219,7 +232,7 @@ class Run:
             optimizer = adamw_host_scheduled()
             if trainable is not None:
                 optimizer = optax.multi_transform({"adapter": optimizer, "frozen": optax.set_to_zero()}, trainable)
-            layout = state_shardings(self.param_layout(model), optimizer, self._abstract(model), self.mesh)
+            layout = self._state_layout(self._logical(model), self._abstract(model), optimizer)
             step = make_sft_step(model, optimizer, shardings=StepShardings(layout, self.rows))
             self._compiled[key] = optimizer, step, layout
         return self._compiled[key]
@@ -230,9 +243,12 @@ class Run:
         if "rl" not in self._compiled:
             rl = self.config.rl
             optimizer = adamw(rl.learning_rate, weight_decay=rl.weight_decay)
-            params = {"policy": self.param_layout(self.policy_model), "value": self.param_layout(self.value_model)}
-            abstract = {name: self.abstract_params(name) for name in params}
-            layout = state_shardings(params, optimizer, abstract, self.mesh)
+            models = {"policy": self.policy_model, "value": self.value_model}
+            layout = self._state_layout(
+                {name: self._logical(model) for name, model in models.items()},
+                {name: self._abstract(model) for name, model in models.items()},
+                optimizer,
+            )
             ppo_step, value_step = (
                 make_ppo_step(
                     self.policy_model,
@@ -248,7 +264,7 @@ class Run:
                 optimizer,
                 ppo_step,
                 value_step,
-                make_scoring_fn(self.policy_model, self.value_model, StepShardings(params, self.rows)),
+                make_scoring_fn(self.policy_model, self.value_model, StepShardings(layout.params, self.rows)),
                 layout,
             )
         return self._compiled["rl"]

@@ -91,31 +91,32 @@ def _key_name(key) -> str | int:
 
 
 def state_shardings(
-    params: Any, optimizer: optax.GradientTransformation, abstract_params: Any, mesh: Mesh
+    logical: Any,
+    abstract_params: Any,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    rules: Sequence,
+    allow_replicated: bool = False,
 ) -> TrainState:
-    """The `TrainState` shardings: the step replicated, parameters as `params`, and each
-    optimizer statistic (Adam's moments) laid out as the parameter it tracks; scalars such as
-    counts and injected hyper-parameters replicated.
+    """The `TrainState` shardings, all from the parameters' logical annotations (the pattern of
+    flax's lm1b `setup_initial_state`): the optimizer's state is traced (`eval_shape`) over the
+    parameters boxed with their logical names, so every statistic shaped like a parameter
+    (Adam's moments, also under LoRA's `multi_transform`) carries that parameter's names; its
+    partition specs then go through the same `rules` as the parameters'. Leaves without names
+    (counts, injected hyper-parameters, the step) are replicated.
 
-    A statistic is matched to its parameter by path: the parameter's path ends the statistic's
-    (`.../mu/encoder/layer_0/.../kernel`) with the same shape. This holds for any optax state,
-    also `multi_transform`'s partitioned ones (LoRA), where the statistics of the other
-    partition are absent."""
-    by_path = {}
-    for (path, sharding), leaf in zip(
-        jax.tree_util.tree_leaves_with_path(params), jax.tree_util.tree_leaves(abstract_params), strict=True
-    ):
-        by_path[tuple(_key_name(k) for k in path)] = (tuple(leaf.shape), sharding)
-
-    def one(path, leaf):
-        names = tuple(_key_name(k) for k in path)
-        for start in range(len(names)):
-            shape, sharding = by_path.get(names[start:], (None, None))
-            if shape == tuple(leaf.shape):
-                return sharding
-        return replicated(mesh)
-
-    opt = jax.tree_util.tree_map_with_path(one, jax.eval_shape(optimizer.init, abstract_params))
+    `logical`: a pytree of logical `PartitionSpec`s like `abstract_params` (`models.logical_axes`)."""
+    boxed = jax.tree_util.tree_map(
+        lambda spec, leaf: nn.LogicallyPartitioned(jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), tuple(spec)),
+        logical,
+        abstract_params,
+        is_leaf=lambda x: isinstance(x, P),
+    )
+    abstract_opt = jax.eval_shape(optimizer.init, boxed)
+    opt = param_shardings(
+        nn.get_partition_spec(abstract_opt), nn.unbox(abstract_opt), mesh, rules, allow_replicated=allow_replicated
+    )
+    params = param_shardings(logical, abstract_params, mesh, rules, allow_replicated=allow_replicated)
     return TrainState(step=replicated(mesh), params=params, opt_state=opt)
 
 
