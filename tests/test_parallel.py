@@ -79,6 +79,28 @@ def test_mesh_shapes():
         mesh_shape((3, -1, 1), 8)
 
 
+def test_step_shardings_are_keys_by_value():
+    """Compiled functions are cached per layout: two layouts built apart but equal share one."""
+    import jax
+    from jax.sharding import PartitionSpec as P
+
+    from ares_jax.parallel import StepShardings, batch_sharding, make_mesh, param_shardings
+
+    mesh, rules = make_mesh(1, 1, 1), parse_axis_rules(["embed=fsdp"])
+    logical = {"w": P("embed", None)}
+    abstract = {"w": jax.ShapeDtypeStruct((4, 2), "float32")}
+
+    def build():
+        return StepShardings(param_shardings(logical, abstract, mesh, rules), batch_sharding(mesh))
+
+    first, second = build(), build()
+    assert first is not second and first == second and hash(first) == hash(second)
+    assert len({first, second}) == 1
+    other = StepShardings(param_shardings({"w": P(None, None)}, abstract, mesh, rules), batch_sharding(mesh))
+    assert other != first  # another spec (P(None, None) against P('fsdp', None))
+    assert StepShardings({"v": first.state["w"]}, first.batch) != first  # another tree
+
+
 def test_axis_rules_parse():  # bad rules: tests/test_config.py
     assert parse_axis_rules(["batch=data+fsdp", "embed=fsdp", "kv="]) == (
         ("batch", ("data", "fsdp")),

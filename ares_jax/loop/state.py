@@ -184,7 +184,7 @@ class Run:
 
     def param_layout(self, model: MultimodalT5):
         """The shardings of `model`'s parameters on the mesh, by the config's axis rules."""
-        key = ("layout", id(model))
+        key = ("layout", model)
         if key not in self._compiled:
             self._compiled[key] = param_shardings(
                 self._logical(model),
@@ -197,7 +197,7 @@ class Run:
 
     def _logical(self, model: MultimodalT5):
         """`model`'s logical axis names, a pytree of `PartitionSpec`s like its parameters."""
-        key = ("logical", id(model))
+        key = ("logical", model)
         if key not in self._compiled:
             self._compiled[key] = logical_axes(model)
         return self._compiled[key]
@@ -210,15 +210,15 @@ class Run:
 
     def _abstract(self, model: MultimodalT5):
         """`model`'s parameters as shapes and dtypes (traced once per model)."""
-        key = ("abstract", id(model))
+        key = ("abstract", model)
         if key not in self._compiled:
             self._compiled[key] = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
         return self._compiled[key]
 
     def sampling_layout(self, model: MultimodalT5) -> StepShardings:
-        """How the sampler of `model` lies on the mesh. One object per model: the sampler keeps
-        one jitted function per layout object (`models.generate._sharded_generate`)."""
-        key = ("sampling", id(model))
+        """How the sampler of `model` lies on the mesh (the sampler keeps one jitted function per
+        layout, `models.generate._sharded_generate`)."""
+        key = ("sampling", model)
         if key not in self._compiled:
             self._compiled[key] = StepShardings(self.param_layout(model), self.rows)
         return self._compiled[key]
@@ -227,7 +227,7 @@ class Run:
         """(optimizer, jitted SFT step, train-state layout) for `model`; the learning rate and
         weight decay are set in the optimizer state by the phase (`set_hyperparams`).
         `trainable`: LoRA labels."""
-        key = ("sft", id(model), trainable is not None)
+        key = ("sft", model, trainable is not None)
         if key not in self._compiled:
             optimizer = adamw_host_scheduled()
             if trainable is not None:

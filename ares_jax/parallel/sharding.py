@@ -120,13 +120,24 @@ def state_shardings(
     return TrainState(step=replicated(mesh), params=params, opt_state=opt)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)  # compared and hashed by identity: a key for compiled functions
+@dataclasses.dataclass(frozen=True, eq=False)
 class StepShardings:
     """How a jitted step's arguments lie on the mesh: `state` (a TrainState of shardings, or a
-    params tree for functions of parameters only) and `batch` (every batch array)."""
+    params tree for functions of parameters only) and `batch` (every batch array). Equal and
+    hashed by value (the tree's structure and shardings): a key for compiled functions."""
 
     state: Any
     batch: NamedSharding
+
+    def _key(self) -> tuple:
+        leaves, structure = jax.tree_util.tree_flatten(self.state)
+        return structure, tuple(leaves), self.batch
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, StepShardings) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     @property
     def replicated(self) -> NamedSharding:
