@@ -47,7 +47,7 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix="advantage_by_claim_")
     config = load_config_args([*overrides, f"workdir={workdir}", "method=rl_only", "rounds=1"])
     run = setup(config, lambda message: print(message, file=sys.stderr), StopSignals(), [n for n, _ in plan(config)])
-    policy = run.start_from_baseline(Path(config.baseline_from), BASELINE_PHASES).trees["policy"]
+    policy = run.start_from_baseline(Path(config.baseline_from), BASELINE_PHASES).models.policy
     value = transplant(policy, init_params(run.value_model, jax.random.key(config.seed + 2)))
     optimizer, _, value_step, scoring, _ = run.rl_trainer()
     rl = config.rl

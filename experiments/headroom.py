@@ -60,7 +60,7 @@ def main(argv=None):
     steps = plan(config)
     run = setup(config, lambda message: print(message, file=sys.stderr), StopSignals(), [name for name, _ in steps])
     state = run.resume()
-    policy, answer = state.trees["policy"], state.trees["answer"]
+    policy, answer = state.models.policy, state.models.answer
     problems = load_split(config.data, "val")[: args.questions]
     teacher = run.teacher
 

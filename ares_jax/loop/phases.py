@@ -1,6 +1,6 @@
 """The phases of an ARES run, one function each, in the order the method runs them.
 
-Every phase is `phase(run, state)`: it reads what earlier phases left in `state.trees` /
+Every phase is `phase(run, state)`: it reads what earlier phases left in `state.models` /
 `state.results` and adds its own. Phases with many steps save a checkpoint every
 `checkpoint.every_steps` optimizer steps and stop cleanly on SIGTERM/SIGINT (`run.check_stop`);
 the others are short and are redone from their start after an interruption (the Teacher cache
@@ -96,7 +96,7 @@ def rationale_sft(run: Run, state: RunState) -> None:
     params = run.initial_policy
     if params is None:
         params = init_params(run.policy_model, jax.random.key(run.config.seed))
-    state.trees["policy"] = train_sft(
+    state.models.policy = train_sft(
         run,
         state,
         run.policy_model,
@@ -123,11 +123,11 @@ def answer_sft(run: Run, state: RunState) -> None:
     params = init_params(run.answer_model, jax.random.key(run.config.seed + 1))
     trainable = None
     if run.config.answer.lora.enabled:
-        params = transplant(state.trees["policy"], params)
+        params = transplant(state.models.policy, params)
         trainable = lora_labels(params)
     elif run.initial_policy is not None:
         params = transplant(run.initial_policy, params)
-    state.trees["answer"] = train_sft(
+    state.models.answer = train_sft(
         run, state, run.answer_model, params, arrays, run.config.answer, "answer_sft/loss", trainable
     )
 
@@ -137,7 +137,7 @@ def evaluation(run: Run, state: RunState, label: str) -> None:
     `results.evaluations[label]`, the texts into `eval/<label>.json`."""
     rationales = write_rationales(
         run.policy_model,
-        state.trees["policy"],
+        state.models.policy,
         run.tokenizer,
         run.test,
         run.config,
@@ -145,7 +145,7 @@ def evaluation(run: Run, state: RunState, label: str) -> None:
     )
     answers = infer_answers(
         run.answer_model,
-        state.trees["answer"],
+        state.models.answer,
         run.tokenizer,
         run.test,
         rationales,
@@ -188,7 +188,7 @@ def validation(run: Run, state: RunState, policy, name: str, at: int, unit: str 
     )
     answers = infer_answers(
         run.answer_model,
-        state.trees["answer"],
+        state.models.answer,
         run.tokenizer,
         problems,
         rationales,
@@ -256,14 +256,14 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     questions = _questions(run, rl.questions_per_round, round_index, 0)
     batches = len(questions) // rl.prompts_per_rollout
     if state.step == 0:
-        state.trees["reference"] = copy_tree(state.trees["policy"])
-        if "value" not in state.trees:
+        state.models.reference = copy_tree(state.models.policy)
+        if state.models.value is None:
             fresh = init_params(run.value_model, jax.random.key(config.seed + 2))
-            state.trees["value"] = transplant(state.trees["policy"], fresh)
+            state.models.value = transplant(state.models.policy, fresh)
     optimizer, ppo_step, value_step, scoring, layout = run.rl_trainer()
-    params = copy_tree({"policy": state.trees["policy"], "value": state.trees["value"]})
+    params = copy_tree({"policy": state.models.policy, "value": state.models.value})
     train_state = run.restore_train(state, jax.device_put(TrainState.create(params, optimizer), layout))
-    reference = jax.device_put(state.trees["reference"], run.param_layout(run.policy_model))
+    reference = jax.device_put(state.models.reference, run.param_layout(run.policy_model))
     controller = AdaptiveKLController(state.kl_coef, rl.kl_target, rl.kl_horizon) if rl.kl_target else None
     window = StepWindow(config.profile.steps, run.workdir / "profile")
     name = f"rl_{round_index}"
@@ -309,8 +309,8 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
         run.check_stop(state, train_state)
     bar.close()
     window.close()
-    state.trees["policy"], state.trees["value"] = train_state.params["policy"], train_state.params["value"]
-    del state.trees["reference"]
+    state.models.policy, state.models.value = train_state.params["policy"], train_state.params["value"]
+    state.models.reference = None
     curve = state.results["curves"][f"{name}/sentence_score"]
     run.log(f"{name}: {batches} rollout batches; Teacher's mean sentence score {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")
 
@@ -363,7 +363,7 @@ def correction(run: Run, state: RunState, round_index: int) -> None:
     problems = _questions(run, run.config.correction.questions, round_index, 1)
     written = write_rationales(
         run.policy_model,
-        state.trees["policy"],
+        state.models.policy,
         run.tokenizer,
         problems,
         run.config,
@@ -401,10 +401,10 @@ def correction_sft(run: Run, state: RunState, round_index: int) -> None:
     by_id = {p.id: p for p in run.train}
     problems = [by_id[r["id"]] for r in records]
     arrays = _rationale_arrays(run, problems, [r["corrected"] for r in records])
-    state.trees["policy"] = train_sft(
-        run, state, run.policy_model, state.trees["policy"], arrays, run.config.correction, f"sft_{round_index}/loss"
+    state.models.policy = train_sft(
+        run, state, run.policy_model, state.models.policy, arrays, run.config.correction, f"sft_{round_index}/loss"
     )
-    validation(run, state, state.trees["policy"], f"sft_{round_index}", run.config.correction.steps, "SFT steps")
+    validation(run, state, state.models.policy, f"sft_{round_index}", run.config.correction.steps, "SFT steps")
 
 
 def gold_sft(run: Run, state: RunState, round_index: int) -> None:
@@ -415,11 +415,11 @@ def gold_sft(run: Run, state: RunState, round_index: int) -> None:
     sft = dataclasses.replace(run.config.correction, steps=run.config.steps_per_round)
     name = f"gold_{round_index}"
     if round_index == 1 and state.step == 0:
-        validation(run, state, state.trees["policy"], name, 0, "SFT steps")
-    state.trees["policy"] = train_sft(
-        run, state, run.policy_model, state.trees["policy"], _rationale_arrays(run, run.train), sft, f"{name}/loss"
+        validation(run, state, state.models.policy, name, 0, "SFT steps")
+    state.models.policy = train_sft(
+        run, state, run.policy_model, state.models.policy, _rationale_arrays(run, run.train), sft, f"{name}/loss"
     )
-    validation(run, state, state.trees["policy"], name, sft.steps, "SFT steps")
+    validation(run, state, state.models.policy, name, sft.steps, "SFT steps")
 
 
 def comparison(run: Run, state: RunState, final_label: str) -> None:

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -101,12 +101,30 @@ class StopSignals:
 
 
 @dataclasses.dataclass
+class Models:
+    """The parameter trees of the run's models, by role; None until a phase makes one. Saved in
+    checkpoints under the role's name."""
+
+    policy: Any = None  # the rationale model, pi (the baseline's rationale SFT makes it)
+    answer: Any = None  # question + rationale -> answer (the baseline's answer SFT)
+    value: Any = None  # the critic, V: the policy's trunk with a value head (from RL round 1 on)
+    reference: Any = None  # pi_ref: the policy as the current RL round started (during the round)
+
+    def named(self) -> dict:
+        """{role: params} of the models that exist."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclasses.dataclass
 class RunState:
+    """Where the loop is: the phase, the step in it, the adaptive KL coefficient, results so far
+    and the models."""
+
     phase_index: int = 0
     step: int = 0  # optimizer steps (SFT) or rollout batches (RL) finished in the current phase
     kl_coef: float = 0.0
     results: dict = dataclasses.field(default_factory=lambda: {"evaluations": {}, "curves": {}, "teacher_by_phase": {}})
-    trees: dict = dataclasses.field(default_factory=dict)  # name -> params
+    models: Models = dataclasses.field(default_factory=Models)
 
     def add_point(self, curve: str, x: float, y: float) -> None:
         self.results["curves"].setdefault(curve, []).append([x, float(y)])
@@ -317,7 +335,7 @@ class Run:
 
     def save(self, state: RunState, train_state=None) -> None:
         state.results["seconds"] = self.elapsed()
-        items = dict(state.trees)
+        items = state.models.named()
         if train_state is not None:
             items["train"] = train_state
         record = {
@@ -360,7 +378,7 @@ class Run:
 
     def resume(self) -> RunState | None:
         """The state of the latest checkpoint in the work directory (None when there is none);
-        its trees are restored, the phase's own train state is restored by the phase."""
+        its models are restored, the phase's own train state is restored by the phase."""
         record = self.checkpointer.latest_record()
         if record is None:
             return None
@@ -377,7 +395,7 @@ class Run:
         self.teacher_before = TeacherStats(**record["teacher"])
         self.seconds_before = record["results"].get("seconds", 0.0)
         names = [n for n in record["trees"] if n != "train"]
-        trees = {name: self._restore_params(self.checkpointer, name) for name in names}
+        models = Models(**{name: self._restore_params(self.checkpointer, name) for name in names})
         if record["phase_index"] >= len(self.phase_names):
             self.log(f"{self.workdir} holds a finished run: rebuilding its report")
         else:
@@ -387,7 +405,7 @@ class Run:
             step=record["step"],
             kl_coef=record["kl_coef"],
             results=record["results"],
-            trees=trees,
+            models=models,
         )
 
     def start_from_baseline(self, source: Path, phases: int) -> RunState:
@@ -418,7 +436,7 @@ class Run:
                     f"baseline_from: {source}'s baseline was made with other settings "
                     f"({', '.join(changed)}); use the same ones or train this run's own baseline"
                 )
-            trees = {name: self._restore_params(reader, name) for name in ("policy", "answer")}
+            models = Models(**{name: self._restore_params(reader, name) for name in ("policy", "answer")})
         finally:
             reader.close()
         earlier = record["results"]
@@ -431,7 +449,7 @@ class Run:
             if name.split("/")[0] in self.phase_names[:phases]
         }
         results["baseline_from"] = str(source.absolute())
-        state = RunState(phase_index=phases, kl_coef=self.config.ppo.kl_coef, results=results, trees=trees)
+        state = RunState(phase_index=phases, kl_coef=self.config.ppo.kl_coef, results=results, models=models)
         self.save(state)
         self.log(f"baseline from {source} (accuracy {results['evaluations']['baseline']['answer_accuracy']:.3f})")
         return state
