@@ -27,6 +27,34 @@ DEFAULT_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")  # for a test whose running 
 os.environ["XLA_FLAGS"] = f"{DEFAULT_XLA_FLAGS} {TEST_XLA_FLAGS}".strip()
 
 
+# The smallest model the loop tests train, and a whole ARES run of the built-in task around it
+# (one round); each test file adds what it needs (later keys win).
+TINY_MODEL = ["model.d_model=32", "model.d_ff=64", "model.num_layers=1", "model.num_decoder_layers=1"]
+TINY_SHAPES_RUN = [
+    "data.shapes.train_size=64",
+    "data.shapes.test_size=12",
+    "data.shapes.val_size=8",
+    "data.vocab_size=400",
+    *TINY_MODEL,
+    "model.max_target_length=24",
+    "eval.batch_size=8",
+    "eval.max_new_tokens=24",
+    "rationale.warmup_steps=1",
+    "rationale.batch_size=8",
+    "answer.steps=3",
+    "answer.warmup_steps=1",
+    "answer.batch_size=8",
+    "rounds=1",
+    "rl.prompts_per_rollout=8",
+    "rl.k_samples=2",
+    "rl.minibatch_size=8",
+    "correction.questions=16",
+    "correction.steps=4",
+    "correction.warmup_steps=1",
+    "correction.batch_size=8",
+]
+
+
 def xla_flags(*flags: str) -> str:
     """XLA_FLAGS for a test's subprocess: this session's flags plus `flags`."""
     return " ".join([os.environ["XLA_FLAGS"], *flags])

@@ -9,39 +9,17 @@ import sys
 import time
 
 import pytest
+from conftest import TINY_SHAPES_RUN
 
 from ares_jax.checkpoint import Checkpointer
 from ares_jax.main import main
 
 TINY = [
-    "data.shapes.train_size=64",
-    "data.shapes.test_size=12",
-    "data.shapes.val_size=8",
-    "data.vocab_size=400",
-    "model.d_model=32",
-    "model.d_ff=64",
-    "model.num_layers=1",
-    "model.num_decoder_layers=1",
-    "model.max_target_length=24",
-    "eval.batch_size=8",
-    "eval.max_new_tokens=24",
+    *TINY_SHAPES_RUN,
     "rationale.steps=120",
-    "rationale.warmup_steps=1",
-    "rationale.batch_size=8",
     "rationale.learning_rate=0.01",
-    "answer.steps=3",
-    "answer.warmup_steps=1",
-    "answer.batch_size=8",
-    "rounds=1",
     "rl.questions_per_round=32",
-    "rl.prompts_per_rollout=8",
-    "rl.k_samples=2",
-    "rl.minibatch_size=8",
     "rl.epochs=2",
-    "correction.questions=16",
-    "correction.steps=4",
-    "correction.warmup_steps=1",
-    "correction.batch_size=8",
     "checkpoint.every_steps=8",
 ]
 REPORT_KEYS = {"baseline", "ares", "phases", "corrections", "curves", "teacher", "seconds", "config", "examples"}

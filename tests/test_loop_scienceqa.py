@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TINY_MODEL
 from fake_api_server import user_part
 
 from ares_jax.main import main
@@ -13,10 +14,7 @@ from ares_jax.main import main
 KEY = "sk-test-SECRET-scienceqa-0123456789"
 TINY = [
     "data.vocab_size=300",
-    "model.d_model=32",
-    "model.d_ff=64",
-    "model.num_layers=1",
-    "model.num_decoder_layers=1",
+    *TINY_MODEL,
     "model.max_source_length=96",
     "model.max_target_length=48",
     "model.max_answer_source_length=128",

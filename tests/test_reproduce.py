@@ -9,39 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TINY_SHAPES_RUN
 
 from ares_jax.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "data.shapes.train_size=64",
-    "data.shapes.test_size=12",
-    "data.shapes.val_size=8",
-    "data.vocab_size=400",
-    "model.d_model=32",
-    "model.d_ff=64",
-    "model.num_layers=1",
-    "model.num_decoder_layers=1",
-    "model.max_target_length=24",
-    "eval.batch_size=8",
-    "eval.max_new_tokens=24",
-    "rationale.steps=20",
-    "rationale.warmup_steps=1",
-    "rationale.batch_size=8",
-    "answer.steps=3",
-    "answer.warmup_steps=1",
-    "answer.batch_size=8",
-    "rounds=1",
-    "rl.questions_per_round=16",
-    "rl.prompts_per_rollout=8",
-    "rl.k_samples=2",
-    "rl.minibatch_size=8",
-    "rl.epochs=1",
-    "correction.questions=16",
-    "correction.steps=4",
-    "correction.warmup_steps=1",
-    "correction.batch_size=8",
-]
+TINY = [*TINY_SHAPES_RUN, "rationale.steps=20", "rl.questions_per_round=16", "rl.epochs=1"]
 ARMS = ["baseline", "ares", "rl_only", "sequence_reward", "sft_more"]
 PM = r"-?\d+\.\d+ ± \d+\.\d+"  # mean ± std
 

@@ -1,15 +1,14 @@
 """The step report compiles the run's core steps and reports XLA's costs, memory and timings."""
 
+from conftest import TINY_MODEL
+
 from ares_jax.config import load_config
 from ares_jax.tools.step_report import format_report, main, report
 
 TINY = [
     "data.shapes.train_size=16",
     "data.vocab_size=300",
-    "model.d_model=32",
-    "model.d_ff=64",
-    "model.num_layers=1",
-    "model.num_decoder_layers=1",
+    *TINY_MODEL,
     "model.max_source_length=48",
     "model.max_target_length=16",
     "rationale.batch_size=4",
