@@ -294,7 +294,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
             )
         step_fn = value_step if batch < warmup_batches else ppo_step
         order_rng = np.random.default_rng([config.seed, state.phase_index, batch])
-        train_state, step_metrics = _ppo_epochs(run, train_state, buffer, step_fn, order_rng, window, name)
+        train_state, step_metrics = _ppo_epochs(run, state, train_state, buffer, step_fn, order_rng, window, name)
         metrics.update({key: float(np.mean([float(m[key]) for m in step_metrics])) for key in PPO_METRICS})
         if controller is not None:
             state.kl_coef = controller.update(metrics["kl"], len(problems) * rl.k_samples)
@@ -315,7 +315,9 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     run.log(f"{name}: {batches} rollout batches; Teacher's mean sentence score {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")
 
 
-def _ppo_epochs(run: Run, train_state, buffer: dict, step_fn, order_rng, window: StepWindow, name: str):
+def _ppo_epochs(
+    run: Run, state: RunState, train_state, buffer: dict, step_fn, order_rng, window: StepWindow, name: str
+):
     """`rl.epochs` passes over the rollout `buffer` (`[B * k, ...]` arrays) in shuffled minibatches
     of `rl.minibatch_size` rows, one jitted `step_fn` each; returns (train state, step metrics)."""
     rl = run.config.rl
@@ -333,11 +335,11 @@ def _ppo_epochs(run: Run, train_state, buffer: dict, step_fn, order_rng, window:
         for start in range(0, size - rl.minibatch_size + 1, rl.minibatch_size):
             rows = jnp.asarray(order[start : start + rl.minibatch_size])
             minibatch = jax.device_put(jax.tree_util.tree_map(lambda x: x[rows], buffer), run.rows)
-            window.before(run.ppo_steps)
-            with jax.profiler.StepTraceAnnotation("ppo", step_num=run.ppo_steps):
+            window.before(state.ppo_steps)
+            with jax.profiler.StepTraceAnnotation("ppo", step_num=state.ppo_steps):
                 train_state, metrics = step_fn(train_state, minibatch)
-            window.after(run.ppo_steps, train_state)
-            run.ppo_steps += 1
+            window.after(state.ppo_steps, train_state)
+            state.ppo_steps += 1
             step_metrics.append(metrics)
             ppo_bar.update(1)
     ppo_bar.close()

@@ -193,11 +193,11 @@ def run(config: Config, log: Log = print) -> dict:
                 state.results,
                 final_label(config),
                 run_.teacher.name,
-                run_.teacher_total().as_dict(),
+                run_.teacher_total(state).as_dict(),
                 to_dict(config),
                 run_.test,
                 run_.workdir,
-                seconds=run_.elapsed(),
+                seconds=run_.elapsed(state),
             )
             if run_.primary:
                 write_report(run_.workdir, report)

@@ -117,14 +117,17 @@ class Models:
 
 @dataclasses.dataclass
 class RunState:
-    """Where the loop is: the phase, the step in it, the adaptive KL coefficient, results so far
-    and the models."""
+    """What the loop changes as it goes (`Run` is what stays fixed): the phase, the step in it,
+    the adaptive KL coefficient, results so far, the models, and the counters."""
 
     phase_index: int = 0
     step: int = 0  # optimizer steps (SFT) or rollout batches (RL) finished in the current phase
     kl_coef: float = 0.0
     results: dict = dataclasses.field(default_factory=lambda: {"evaluations": {}, "curves": {}, "teacher_by_phase": {}})
     models: Models = dataclasses.field(default_factory=Models)
+    teacher_before: TeacherStats = dataclasses.field(default_factory=TeacherStats)  # paid in earlier processes
+    seconds_before: float = 0.0  # spent in earlier processes, up to their last checkpoint
+    ppo_steps: int = 0  # PPO optimizer steps taken by this process (the profile window counts them)
 
     def add_point(self, curve: str, x: float, y: float) -> None:
         self.results["curves"].setdefault(curve, []).append([x, float(y)])
@@ -160,6 +163,9 @@ def write_json_atomic(path: Path, value) -> None:
 
 @dataclasses.dataclass
 class Run:
+    """The run's fixed context: configuration, data, model definitions, Teacher, mesh, the
+    checkpointer and the compiled steps (built once, reused by every phase)."""
+
     config: Config
     workdir: Path
     tokenizer: Tokenizer
@@ -177,9 +183,6 @@ class Run:
     mesh: Mesh | None = None  # the device mesh every jitted step runs on (one device: a 1x1x1 mesh)
     axis_rules: tuple = ()  # logical axis -> mesh axes (config.mesh.axis_rules, parsed)
     initial_policy: dict | None = None  # a pretrained start's weights; None: drawn from the seed
-    teacher_before: TeacherStats = dataclasses.field(default_factory=TeacherStats)  # paid in earlier processes
-    seconds_before: float = 0.0  # spent in earlier processes, up to their last checkpoint
-    ppo_steps: int = 0  # PPO optimizer steps taken by this process (the profile window counts them)
     _board: object = None
     _compiled: dict = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.perf_counter)
@@ -307,7 +310,7 @@ class Run:
         line = {
             "phase": phase,
             "step": step,
-            "time": round(self.elapsed(), 2),
+            "time": round(self.elapsed(state), 2),
             **{k: float(v) for k, v in metrics.items()},
         }
         with open(self.workdir / "metrics.jsonl", "a") as f:
@@ -323,18 +326,18 @@ class Run:
             for name, value in metrics.items():
                 self._board.add_scalar(f"{phase}/{name}", float(value), step)
 
-    def elapsed(self) -> float:
+    def elapsed(self, state: RunState) -> float:
         """Seconds of the whole run, earlier processes included."""
-        return self.seconds_before + time.perf_counter() - self.started
+        return state.seconds_before + time.perf_counter() - self.started
 
-    def teacher_total(self) -> TeacherStats:
+    def teacher_total(self, state: RunState) -> TeacherStats:
         """What the Teacher was asked over the whole run, earlier processes included."""
-        return self.teacher_before.plus(self.teacher.stats)
+        return state.teacher_before.plus(self.teacher.stats)
 
     # ---- checkpoints ------------------------------------------------------------------------
 
     def save(self, state: RunState, train_state=None) -> None:
-        state.results["seconds"] = self.elapsed()
+        state.results["seconds"] = self.elapsed(state)
         items = state.models.named()
         if train_state is not None:
             items["train"] = train_state
@@ -344,7 +347,7 @@ class Run:
             "step": state.step,
             "kl_coef": state.kl_coef,
             "results": state.results,
-            "teacher": self.teacher_total().as_dict(),
+            "teacher": self.teacher_total(state).as_dict(),
             "config": to_dict(self.config),
         }
         self.checkpointer.save(items, record)
@@ -392,8 +395,6 @@ class Run:
                 f"{self.workdir} holds a run with other settings ({', '.join(changed)}); resume it with the "
                 "settings it was started with, or choose a new workdir"
             )
-        self.teacher_before = TeacherStats(**record["teacher"])
-        self.seconds_before = record["results"].get("seconds", 0.0)
         names = [n for n in record["trees"] if n != "train"]
         models = Models(**{name: self._restore_params(self.checkpointer, name) for name in names})
         if record["phase_index"] >= len(self.phase_names):
@@ -406,6 +407,8 @@ class Run:
             kl_coef=record["kl_coef"],
             results=record["results"],
             models=models,
+            teacher_before=TeacherStats(**record["teacher"]),
+            seconds_before=record["results"].get("seconds", 0.0),
         )
 
     def start_from_baseline(self, source: Path, phases: int) -> RunState:
