@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ares_jax import loop
     from ares_jax.data.records import DataError
+    from ares_jax.loop.lock import WorkdirBusy
     from ares_jax.loop.state import Preempted
     from ares_jax.teacher.backends import TeacherSetupError
     from ares_jax.teacher.service import TeacherBudgetExhausted, TeacherUnavailable
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except ConfigError as error:
         print(f"ares_jax: bad configuration: {error}", file=sys.stderr)
+        return 2
+    except WorkdirBusy as error:
+        print(f"ares_jax: {error}", file=sys.stderr)
         return 2
     except DataError as error:
         print(f"ares_jax: bad data: {error}", file=sys.stderr)

@@ -107,6 +107,7 @@ def main(argv=None):
     print("| sentence | n | mean score | mean advantage of its tokens |\n|---|---|---|---|")
     for kind, (scores, advantage) in sorted(groups.items()):
         print(f"| {kind} | {len(scores)} | {np.mean(scores):.3f} | {np.mean(advantage):+.3f} |")
+    run.close()  # frees the work directory's lock
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ def main(argv=None):
         result[f"sampled_T{temperature}"] = summary
     json.dump(result, sys.stdout, indent=1)
     print()
+    run.close()  # frees the work directory's lock
 
 
 if __name__ == "__main__":

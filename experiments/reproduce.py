@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     from ares_jax import loop
     from ares_jax.config import ConfigError, load_config_args
+    from ares_jax.loop.lock import WorkdirBusy
 
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     out = Path(args.out)
@@ -198,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                 runs[arm][seed] = arm_figures(report, config)
     except ConfigError as error:
         print(f"reproduce: bad configuration: {error}", file=sys.stderr)
+        return 2
+    except WorkdirBusy as error:
+        print(f"reproduce: {error}", file=sys.stderr)
         return 2
     summary = summarize(runs)
     command = " ".join(

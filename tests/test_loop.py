@@ -3,6 +3,7 @@ and after SIGTERM during SFT (same results, no Teacher request answered twice)."
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -217,14 +218,23 @@ def finish_and_compare(workdir, reference):
     assert most_writes(workdir) == 1  # the Teacher answered no request twice
 
 
-def test_kill_9_during_rl_then_resume(reference, tmp_path):
+def test_kill_9_during_rl_then_resume(reference, tmp_path, capsys):
     process = start(tmp_path)
     wait_for_metric(process, tmp_path, "rl_1")  # a rollout batch of RL round 1 is done
+    # a second launch of the same command while the first runs: refused at once, naming the holder
+    assert main([f"workdir={tmp_path}", *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"ares_jax: workdir {tmp_path} is in use by another run (host ") and "\n" not in err
+    assert f", pid {process.pid}, started " in err
     process.send_signal(signal.SIGKILL)
     process.wait()
     record = Checkpointer(tmp_path / "checkpoints", 3).latest_record()
     assert record["phase"] == "rl_1"
-    finish_and_compare(tmp_path, reference)
+    finish_and_compare(tmp_path, reference)  # the killed run's lock is taken over; same report
+    assert f"taking over the lock of a run that is gone (host {socket.gethostname()}, pid {process.pid}" in (
+        capsys.readouterr().out
+    )
+    assert (tmp_path / ".lock").read_text() == ""  # released at the end
 
 
 def test_sigterm_during_sft_saves_and_exits_0_then_resume(reference, tmp_path):

@@ -25,10 +25,11 @@ from ares_jax.data.load import load_split
 from ares_jax.eval.report import build_report, write_report
 from ares_jax.loop import phases
 from ares_jax.loop.generation import build_models
+from ares_jax.loop.lock import WorkdirLock
 from ares_jax.loop.state import Log, Run, RunState, StopSignals
 from ares_jax.models import MultimodalT5, count_params
 from ares_jax.parallel import ReplicationError, make_mesh, parse_axis_rules, replicated_share
-from ares_jax.parallel.multihost import is_primary, processes_not_sharing
+from ares_jax.parallel.multihost import is_primary, on_primary, processes_not_sharing
 from ares_jax.teacher.base import AskedByProcessZero, TeacherStats
 from ares_jax.teacher.factory import make_teacher
 
@@ -119,39 +120,54 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
             f"workdir {workdir}: processes {unshared} do not see the folder process 0 sees; a "
             "multi-host run needs a work directory every host shares (NFS, Filestore, gcsfuse)"
         )
-    if is_primary():  # the only process that asks the Teacher: a missing key fails here
-        teacher = make_teacher(config.teacher, workdir / "teacher_cache.sqlite")
-    else:
-        teacher = AskedByProcessZero(f"{config.teacher.backend} (asked by process 0)")
-    tokenizer, policy_model, answer_model, initial_policy = build_models(config, train)
-    run = Run(
-        config=config,
-        workdir=workdir,
-        tokenizer=tokenizer,
-        train=train,
-        test=test,
-        val=val,
-        policy_model=policy_model,
-        value_model=MultimodalT5(policy_model.config, head="value"),
-        answer_model=answer_model,
-        initial_policy=initial_policy,
-        mesh=mesh,
-        axis_rules=parse_axis_rules(config.mesh.axis_rules),
-        teacher=teacher,
-        checkpointer=Checkpointer(workdir / "checkpoints", config.checkpoint.keep),
-        log=log,
-        stop=stop,
-        phase_names=phase_names,
-    )
-    replicated = ""
-    try:  # every model's layout, now: a dimension the mesh does not divide stops the run here
-        models = {"policy": run.policy_model, "value": run.value_model, "answer": run.answer_model}
-        layouts = {name: run.param_layout(model) for name, model in models.items()}
-    except ReplicationError as error:
-        raise ConfigError(f"mesh: {error}") from None
-    if mesh.devices.size > 1:
-        share = replicated_share(layouts, {name: run.abstract_params(name) for name in layouts})
-        replicated = f" ({share:.0%} of parameter bytes replicated)"
+    # one run per work directory, from here (before anything is written there) to the end
+    held: list[WorkdirLock] = []
+
+    def take_lock() -> bool:
+        held.append(WorkdirLock.acquire(workdir, log))
+        return True
+
+    on_primary(take_lock)  # refused: process 0 raises WorkdirBusy, the others PrimaryFailed
+    lock = held[0] if held else None
+    try:
+        if is_primary():  # the only process that asks the Teacher: a missing key fails here
+            teacher = make_teacher(config.teacher, workdir / "teacher_cache.sqlite")
+        else:
+            teacher = AskedByProcessZero(f"{config.teacher.backend} (asked by process 0)")
+        tokenizer, policy_model, answer_model, initial_policy = build_models(config, train)
+        run = Run(
+            config=config,
+            workdir=workdir,
+            tokenizer=tokenizer,
+            train=train,
+            test=test,
+            val=val,
+            policy_model=policy_model,
+            value_model=MultimodalT5(policy_model.config, head="value"),
+            answer_model=answer_model,
+            initial_policy=initial_policy,
+            mesh=mesh,
+            axis_rules=parse_axis_rules(config.mesh.axis_rules),
+            teacher=teacher,
+            checkpointer=Checkpointer(workdir / "checkpoints", config.checkpoint.keep),
+            log=log,
+            stop=stop,
+            phase_names=phase_names,
+            lock=lock,
+        )
+        replicated = ""
+        try:  # every model's layout, now: a dimension the mesh does not divide stops the run here
+            models = {"policy": run.policy_model, "value": run.value_model, "answer": run.answer_model}
+            layouts = {name: run.param_layout(model) for name, model in models.items()}
+        except ReplicationError as error:
+            raise ConfigError(f"mesh: {error}") from None
+        if mesh.devices.size > 1:
+            share = replicated_share(layouts, {name: run.abstract_params(name) for name in layouts})
+            replicated = f" ({share:.0%} of parameter bytes replicated)"
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
     log(
         f"data: {len(train)} train / {len(val)} validation / {len(test)} test problems; "

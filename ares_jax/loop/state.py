@@ -26,6 +26,7 @@ from jax.sharding import Mesh, NamedSharding
 from ares_jax.checkpoint import Checkpointer, abstract_like
 from ares_jax.config import Config, ConfigError, to_dict
 from ares_jax.data.problem import Problem
+from ares_jax.loop.lock import WorkdirLock
 from ares_jax.models import MultimodalT5, init_params, logical_axes
 from ares_jax.parallel import StepShardings, batch_sharding, param_shardings, state_shardings
 from ares_jax.parallel.multihost import any_process, is_primary
@@ -186,6 +187,7 @@ class Run:
     _board: object = None
     _compiled: dict = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.perf_counter)
+    lock: WorkdirLock | None = None  # the work directory's lock (process 0), released by `close`
 
     # ---- keys ---------------------------------------------------------------------------------
 
@@ -458,10 +460,14 @@ class Run:
         return state
 
     def close(self) -> None:
-        """Finish pending writes: checkpoints and TensorBoard events."""
-        self.checkpointer.close()
-        if self._board:
-            self._board.close()
+        """Finish pending writes (checkpoints, TensorBoard events), then free the work directory."""
+        try:
+            self.checkpointer.close()
+            if self._board:
+                self._board.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
     def restore_train(self, state: RunState, fresh_train_state):
         """The phase's train state: from the checkpoint when the phase was under way, else fresh."""
