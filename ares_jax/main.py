@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from ares_jax.loop.lock import WorkdirBusy
     from ares_jax.loop.state import Preempted
     from ares_jax.teacher.backends import TeacherSetupError
+    from ares_jax.teacher.cache import TeacherCacheDamaged
     from ares_jax.teacher.service import TeacherBudgetExhausted, TeacherUnavailable
 
     primary = multihost.is_primary()  # the other processes of a multi-host run print only errors
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"ares_jax: bad configuration: {error}", file=sys.stderr)
         return 2
-    except WorkdirBusy as error:
+    except (WorkdirBusy, TeacherCacheDamaged) as error:
         print(f"ares_jax: {error}", file=sys.stderr)
         return 2
     except DataError as error:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from ares_jax.teacher.cache import TeacherCache
+from ares_jax.teacher.cache import TeacherCache, TeacherCacheDamaged
 
 WRITER = """
 import sys
@@ -61,5 +61,10 @@ def test_a_file_that_is_not_sqlite_is_named(tmp_path):
 
     bad = tmp_path / "cache.sqlite"
     bad.write_text("not a database, just text " * 100)
-    with pytest.raises(ValueError, match=f"Teacher cache {bad} is not a readable SQLite database"):
+    with pytest.raises(TeacherCacheDamaged) as damaged:
         TeacherCache(bad)
+    assert str(damaged.value) == (
+        f"the Teacher cache {bad} is damaged (file is not a database); copy every readable reply into a fresh "
+        f"cache with `python -m ares_jax.tools.salvage_cache {tmp_path}` (the damaged file is kept beside it), "
+        "then run the same command again"
+    )

@@ -26,6 +26,18 @@ CREATE TABLE IF NOT EXISTS replies (
 """
 
 
+class TeacherCacheDamaged(RuntimeError):
+    """The cache file cannot be read; the message names the salvage command."""
+
+
+def _damaged(path: Path, detail: str) -> TeacherCacheDamaged:
+    return TeacherCacheDamaged(
+        f"the Teacher cache {path} is damaged ({detail}); copy every readable reply into a fresh cache with "
+        f"`python -m ares_jax.tools.salvage_cache {path.parent}` (the damaged file is kept beside it), then run "
+        "the same command again"
+    )
+
+
 class TeacherCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -36,8 +48,13 @@ class TeacherCache:
             db.execute(_SCHEMA)
             if "writes" not in [row[1] for row in db.execute("PRAGMA table_info(replies)")]:  # an older cache
                 db.execute("ALTER TABLE replies ADD COLUMN writes INTEGER NOT NULL DEFAULT 1")
+            problems = [row[0] for row in db.execute("PRAGMA quick_check")]  # damaged pages, at start-up
+        except sqlite3.OperationalError:
+            raise
         except sqlite3.DatabaseError as error:
-            raise ValueError(f"Teacher cache {self.path} is not a readable SQLite database: {error}") from None
+            raise _damaged(self.path, str(error)) from None
+        if problems != ["ok"]:
+            raise _damaged(self.path, problems[0])
 
     def _connect(self) -> sqlite3.Connection:
         """This process's connection, opened once (opening one per request cost ~5 ms)."""
@@ -65,6 +82,24 @@ class TeacherCache:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def restore_rows(self, rows) -> None:
+        """Writes whole rows `(key, kind, reply, tokens_in, tokens_out, created, writes)` as they were
+        (a salvaged cache's), in one transaction; a key already here is kept."""
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(
+            "INSERT OR IGNORE INTO replies (key, kind, reply, tokens_in, tokens_out, created, writes) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def __len__(self) -> int:
         return self._connect().execute("SELECT COUNT(*) FROM replies").fetchone()[0]
