@@ -31,6 +31,7 @@ from ares_jax.models import MultimodalT5, count_params
 from ares_jax.parallel import ReplicationError, make_mesh, parse_axis_rules, replicated_share
 from ares_jax.parallel.multihost import is_primary, on_primary, processes_not_sharing
 from ares_jax.teacher.base import AskedByProcessZero, TeacherStats
+from ares_jax.teacher.cache import CACHE_FILE
 from ares_jax.teacher.factory import make_teacher
 
 Phase = Callable[[Run, RunState], None]
@@ -131,7 +132,7 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
     lock = held[0] if held else None
     try:
         if is_primary():  # the only process that asks the Teacher: a missing key fails here
-            teacher = make_teacher(config.teacher, workdir / "teacher_cache.sqlite")
+            teacher = make_teacher(config.teacher, workdir / CACHE_FILE)
         else:
             teacher = AskedByProcessZero(f"{config.teacher.backend} (asked by process 0)")
         tokenizer, policy_model, answer_model, initial_policy = build_models(config, train)

@@ -13,6 +13,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+CACHE_FILE = "teacher_cache.sqlite"  # in the work directory
+ROW_COLUMNS = ("key", "kind", "reply", "tokens_in", "tokens_out", "created", "writes")  # a whole stored reply
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS replies (
     key TEXT PRIMARY KEY,
@@ -84,13 +86,12 @@ class TeacherCache:
             raise
 
     def restore_rows(self, rows) -> None:
-        """Writes whole rows `(key, kind, reply, tokens_in, tokens_out, created, writes)` as they were
-        (a salvaged cache's), in one transaction; a key already here is kept."""
+        """Writes whole rows (values of `ROW_COLUMNS`) as they were (a salvaged cache's), in one
+        transaction; a key already here is kept."""
         db = self._connect()
         db.execute("BEGIN IMMEDIATE")
         db.executemany(
-            "INSERT OR IGNORE INTO replies (key, kind, reply, tokens_in, tokens_out, created, writes) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR IGNORE INTO replies ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})",
             rows,
         )
         db.execute("COMMIT")

@@ -16,10 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from ares_jax.teacher.cache import TeacherCache
+from ares_jax.teacher.cache import CACHE_FILE, ROW_COLUMNS, TeacherCache
 
-CACHE_FILE = "teacher_cache.sqlite"
-COLUMNS = "key, kind, reply, tokens_in, tokens_out, created, writes"
+COLUMNS = ", ".join(ROW_COLUMNS)
 SMALLEST_ROW = 32  # bytes: rowids to try when the table cannot say how far it goes
 
 
