@@ -2,17 +2,63 @@
 is, saved together by orbax-checkpoint.
 
 A save is atomic (orbax writes a temporary folder and renames it when complete), so a `kill -9`
-during a save leaves the previous checkpoint as the latest. Saves are numbered 1, 2, ...; the
-last `keep` are kept.
+or a failed write during a save leaves the previous checkpoint as the latest. Saves are numbered
+1, 2, ...; the last `keep` are kept. A checkpoint that does not restore (a file cut short, bad
+metadata) raises `CheckpointUnreadable`; the run sets it aside as `<number>.corrupt` (orbax lists
+only numbered folders) and resumes from an older one.
+
+After a save, process 0 lists the size of every file in the checkpoint (`files.json` inside it);
+before a restore the sizes are checked, so a file cut short or missing is found in one line
+before orbax reads it (orbax's own failure is a page of asynchronous tracebacks).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
 from pathlib import Path
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+
+class CheckpointUnreadable(Exception):
+    """Checkpoint `number` of `directory` does not restore."""
+
+    def __init__(self, directory: Path, number: int, reason: str):
+        super().__init__(f"checkpoint {number} in {directory} does not restore ({reason})")
+        self.directory, self.number, self.reason = directory, number, reason
+
+
+class CheckpointSaveFailed(Exception):
+    """A save that did not complete; the checkpoints before it are intact."""
+
+
+MANIFEST = "files.json"  # in each checkpoint folder: {relative path: size in bytes}
+
+
+@contextlib.contextmanager
+def _orbax_quiet():
+    """Orbax's log lines off: a failed save logs the same error from each of its threads (a
+    dozen lines); the error that reaches us says it once."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _reason(error: BaseException) -> str:
+    """A short account of `error` for a one-line message (tensorstore's run to pages): its start
+    and its end, where tensorstore puts the cause ("File too large", "not valid for ... size")."""
+    text = " ".join(str(error).split())
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= 180 else f"{text[:70]} ... {text[-105:]}"  # the cause is at the end
 
 
 def abstract_like(tree):
@@ -39,23 +85,92 @@ class Checkpointer:
         number = (self._manager.latest_step() or 0) + 1
         record = dict(record, trees=sorted(items))
         arguments = {name: ocp.args.StandardSave(tree) for name, tree in items.items()}
-        self._manager.save(number, args=ocp.args.Composite(record=ocp.args.JsonSave(record), **arguments))
-        self._manager.wait_until_finished()
+        try:
+            with _orbax_quiet():
+                self._manager.save(number, args=ocp.args.Composite(record=ocp.args.JsonSave(record), **arguments))
+                self._manager.wait_until_finished()
+        except Exception as error:  # a full disk, an unwritable folder: orbax's temporary folder is left
+            last = self._manager.latest_step()
+            kept = f"checkpoint {last} is the latest and intact" if last else "no earlier checkpoint exists"
+            raise CheckpointSaveFailed(
+                f"checkpoint {number} could not be written in {self.directory} ({_reason(error)}); {kept}"
+            ) from error
+        if jax.process_index() == 0:
+            self._write_manifest(number)
         return number
+
+    def _write_manifest(self, number: int) -> None:
+        """`files.json`: every file of checkpoint `number` and its size (written last, atomically;
+        a checkpoint without one, e.g. killed before it was written, is read unchecked)."""
+        folder = self.directory / str(number)
+        sizes = {str(f.relative_to(folder)): f.stat().st_size for f in sorted(folder.rglob("*")) if f.is_file()}
+        temporary = folder / f"{MANIFEST}.tmp"
+        temporary.write_text(json.dumps(sizes, indent=0))
+        os.replace(temporary, folder / MANIFEST)
+
+    def verify(self, number: int) -> None:
+        """Raises `CheckpointUnreadable` when a file of checkpoint `number` is missing or not the
+        size it was saved with."""
+        folder = self.directory / str(number)
+        manifest = folder / MANIFEST
+        if not manifest.exists():
+            return
+        try:
+            sizes = json.loads(manifest.read_text())
+        except (OSError, ValueError) as error:
+            raise CheckpointUnreadable(self.directory, number, f"{MANIFEST}: {_reason(error)}") from None
+        for relative, size in sizes.items():
+            path = folder / relative
+            if not path.is_file():
+                raise CheckpointUnreadable(self.directory, number, f"{relative} is missing")
+            if path.stat().st_size != size:
+                raise CheckpointUnreadable(
+                    self.directory, number, f"{relative} is {path.stat().st_size} bytes, {size} when saved"
+                )
+
+    def numbers(self) -> list[int]:
+        """The complete checkpoints, oldest first."""
+        return sorted(self._manager.all_steps())
+
+    def latest_number(self) -> int | None:
+        """The latest complete checkpoint, or None when there is none."""
+        return self._manager.latest_step()
 
     def latest_record(self) -> dict | None:
         """The record of the latest complete checkpoint, or None when there is none."""
         number = self._manager.latest_step()
-        if number is None:
-            return None
-        return self._manager.restore(number, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
+        return None if number is None else self.record(number)
 
-    def restore(self, name: str, abstract):
-        """The pytree `name` of the latest checkpoint, shaped like `abstract`."""
-        number = self._manager.latest_step()
-        return self._manager.restore(number, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(abstract)}))[
-            name
-        ]
+    def record(self, number: int) -> dict:
+        """The JSON record of checkpoint `number`."""
+        return self._restore(number, record=ocp.args.JsonRestore())["record"]
+
+    def restore(self, name: str, abstract, number: int | None = None):
+        """The pytree `name` of checkpoint `number` (default: the latest), shaped like `abstract`."""
+        number = self._manager.latest_step() if number is None else number
+        return self._restore(number, **{name: ocp.args.StandardRestore(abstract)})[name]
+
+    def _restore(self, number: int, **arguments) -> dict:
+        try:
+            return self._manager.restore(number, args=ocp.args.Composite(**arguments))
+        except Exception as error:  # a file cut short or missing, metadata that does not parse
+            raise CheckpointUnreadable(self.directory, number, _reason(error)) from error
+
+    def set_aside(self, number: int) -> Path:
+        """Renames checkpoint `number`'s folder to `<number>.corrupt` (`.corrupt-2`, ... when taken):
+        kept for inspection, out of orbax's sight, and out of the way of the next save's number."""
+        folder = self.directory / str(number)
+        target, suffix = self.directory / f"{number}.corrupt", 1
+        while target.exists():
+            suffix += 1
+            target = self.directory / f"{number}.corrupt-{suffix}"
+        folder.rename(target)
+        self.reload()
+        return target
+
+    def reload(self) -> None:
+        """Lists the checkpoints again (after another process set one aside)."""
+        self._manager.reload()
 
     def close(self) -> None:
         self._manager.close()

@@ -41,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     multihost.initialize(spread.enabled, spread.coordinator_address, spread.num_processes, spread.process_id)
 
     from ares_jax import loop
+    from ares_jax.checkpoint import CheckpointSaveFailed
     from ares_jax.data.records import DataError
     from ares_jax.loop.lock import WorkdirBusy
-    from ares_jax.loop.state import Preempted
+    from ares_jax.loop.state import NoCheckpointRestores, Preempted
     from ares_jax.teacher.backends import TeacherSetupError
     from ares_jax.teacher.cache import TeacherCacheDamaged
     from ares_jax.teacher.service import TeacherBudgetExhausted, TeacherUnavailable
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"ares_jax: bad configuration: {error}", file=sys.stderr)
         return 2
-    except (WorkdirBusy, TeacherCacheDamaged) as error:
+    except (WorkdirBusy, TeacherCacheDamaged, NoCheckpointRestores) as error:
         print(f"ares_jax: {error}", file=sys.stderr)
         return 2
     except DataError as error:
@@ -73,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"ares_jax: stopped: {error}. Every reply already received is in {config.workdir}/"
             "teacher_cache.sqlite and will not be paid again.",
+            file=sys.stderr,
+        )
+        return 3
+    except CheckpointSaveFailed as error:
+        print(
+            f"ares_jax: stopped: {error}. Free space (or make the folder writable) and run the same command "
+            "to resume from the latest checkpoint.",
             file=sys.stderr,
         )
         return 3

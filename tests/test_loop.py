@@ -1,7 +1,12 @@
 """The ARES loop end to end on a tiny configuration: the report, resume after `kill -9` during RL
 and after SIGTERM during SFT (same results, no Teacher request answered twice)."""
 
+import contextlib
+import io
 import json
+import logging
+import resource
+import shutil
 import signal
 import socket
 import sqlite3
@@ -197,13 +202,17 @@ def start(workdir):
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_metric(process, workdir, phase, timeout=300):
-    """Blocks until `metrics.jsonl` has a line of `phase`."""
+def wait_for_metric(process, workdir, phase, step=None, timeout=300):
+    """Blocks until `metrics.jsonl` has a line of `phase` (of its rollout batch `step`, if given)."""
     deadline = time.time() + timeout
     path = workdir / "metrics.jsonl"
+
+    def wanted(line):
+        return line["phase"] == phase and (step is None or (line["step"] == step and "kl" in line))
+
     while time.time() < deadline:
         assert process.poll() is None, process.communicate()
-        if path.exists() and any(json.loads(line)["phase"] == phase for line in path.read_text().splitlines()):
+        if path.exists() and any(wanted(json.loads(line)) for line in path.read_text().splitlines()):
             return
         time.sleep(0.02)
     raise AssertionError(f"no {phase} metrics within {timeout} s")
@@ -218,23 +227,142 @@ def finish_and_compare(workdir, reference):
     assert most_writes(workdir) == 1  # the Teacher answered no request twice
 
 
-def test_kill_9_during_rl_then_resume(reference, tmp_path, capsys):
-    process = start(tmp_path)
-    wait_for_metric(process, tmp_path, "rl_1")  # a rollout batch of RL round 1 is done
-    # a second launch of the same command while the first runs: refused at once, naming the holder
-    assert main([f"workdir={tmp_path}", *TINY]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"ares_jax: workdir {tmp_path} is in use by another run (host ") and "\n" not in err
-    assert f", pid {process.pid}, started " in err
+@pytest.fixture(scope="module")
+def killed_in_rl(tmp_path_factory):
+    """A run killed with SIGKILL during RL (after a checkpoint inside the phase); while it ran, a second launch
+    of the same command. Returns the work directory (tests resume copies of it), the killed
+    process's pid, and the second launch's exit code and stderr."""
+    workdir = tmp_path_factory.mktemp("killed")
+    process = start(workdir)
+    # RL round 1's third rollout batch is done: the checkpoint after its second holds a train state
+    wait_for_metric(process, workdir, "rl_1", step=2)
+    refusal = io.StringIO()
+    with contextlib.redirect_stderr(refusal):
+        code = main([f"workdir={workdir}", *TINY])
     process.send_signal(signal.SIGKILL)
     process.wait()
-    record = Checkpointer(tmp_path / "checkpoints", 3).latest_record()
+    return workdir, process.pid, code, refusal.getvalue().strip()
+
+
+def copy_of(workdir, tmp_path):
+    shutil.copytree(workdir, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_kill_9_during_rl_then_resume(reference, killed_in_rl, tmp_path, capsys):
+    killed, pid, code, err = killed_in_rl
+    # the second launch of the same command while the first ran: refused at once, naming the holder
+    assert code == 2
+    assert err.startswith(f"ares_jax: workdir {killed} is in use by another run (host ") and "\n" not in err
+    assert f", pid {pid}, started " in err
+    workdir = copy_of(killed, tmp_path)
+    record = Checkpointer(workdir / "checkpoints", 3).latest_record()
     assert record["phase"] == "rl_1"
-    finish_and_compare(tmp_path, reference)  # the killed run's lock is taken over; same report
-    assert f"taking over the lock of a run that is gone (host {socket.gethostname()}, pid {process.pid}" in (
+    finish_and_compare(workdir, reference)  # the killed run's lock is taken over; same report
+    assert f"taking over the lock of a run that is gone (host {socket.gethostname()}, pid {pid}" in (
         capsys.readouterr().out
     )
-    assert (tmp_path / ".lock").read_text() == ""  # released at the end
+    assert (workdir / ".lock").read_text() == ""  # released at the end
+
+
+def cut_short(item_folder):
+    """Truncates the largest data file of one checkpointed tree (a full disk, a partial copy)."""
+    data = max((item_folder / "ocdbt.process_0" / "d").iterdir(), key=lambda f: f.stat().st_size)
+    data.write_bytes(data.read_bytes()[:1000])
+    return data
+
+
+def test_damaged_checkpoints_are_set_aside_and_an_older_one_resumed(reference, killed_in_rl, tmp_path, capsys):
+    workdir = copy_of(killed_in_rl[0], tmp_path)
+    folder = workdir / "checkpoints"
+    numbers = Checkpointer(folder, 3).numbers()
+    newest, middle = numbers[-1], numbers[-2]
+    assert "train" in Checkpointer(folder, 3).record(newest)["trees"]
+    data = cut_short(folder / str(newest) / "train")  # found by the sizes saved with the checkpoint
+    metadata = folder / str(middle) / "record" / "metadata"
+    metadata.write_text("x" * len(metadata.read_text()))  # the same size: found as orbax reads it
+    finish_and_compare(workdir, reference)  # from the oldest: the same report, no reply paid twice
+    out = capsys.readouterr().out.splitlines()
+    reasons = {
+        newest: f"({data.relative_to(folder / str(newest))} is 1000 bytes, ",
+        middle: "(JSONDecodeError: Expecting value",
+    }
+    for number, reason in reasons.items():
+        (line,) = [line for line in out if line.startswith(f"checkpoint {number} in {folder} does not restore ")]
+        assert reason in line
+        assert line.endswith(f": set aside as {folder}/{number}.corrupt; trying checkpoint {number - 1}")
+        assert (folder / f"{number}.corrupt").is_dir()  # kept, nothing deleted
+    assert f"resuming {workdir}: phase " in "\n".join(out)
+
+
+def test_a_train_state_orbax_cannot_read_is_set_aside_as_its_phase_starts(reference, killed_in_rl, tmp_path, capsys):
+    """A checkpoint without the list of its files' sizes (killed before it was written), with its
+    train state cut short: found when the resumed phase restores it; the run resumes again."""
+    workdir = copy_of(killed_in_rl[0], tmp_path)
+    folder = workdir / "checkpoints"
+    newest = Checkpointer(folder, 3).latest_number()
+    (folder / str(newest) / "files.json").unlink()
+    cut_short(folder / str(newest) / "train")
+    finish_and_compare(workdir, reference)
+    out = capsys.readouterr().out
+    assert f"checkpoint {newest} in {folder} does not restore (" in out
+    assert f": set aside as {folder}/{newest}.corrupt; trying checkpoint {newest - 1}" in out
+
+
+def test_no_checkpoint_restores_stops_in_one_line(killed_in_rl, tmp_path, capsys):
+    workdir = copy_of(killed_in_rl[0], tmp_path)
+    folder = workdir / "checkpoints"
+    numbers = Checkpointer(folder, 3).numbers()
+    for number in numbers:
+        (folder / str(number) / "record" / "metadata").write_text("")
+    assert main([f"workdir={workdir}", *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert err.startswith(f"ares_jax: checkpoint {numbers[0]} in {folder} does not restore (record/metadata is 0 bytes")
+    assert err.endswith(
+        "and no older checkpoint is left to try. Nothing was deleted; to start this run again from "
+        f"the beginning (the Teacher cache keeps every reply), move {folder} aside"
+    )
+    assert (folder / str(numbers[0])).is_dir()
+    assert all((folder / f"{number}.corrupt").is_dir() for number in numbers[1:])
+
+
+def test_a_failed_save_keeps_the_last_checkpoint_and_stops_then_resume(
+    reference, killed_in_rl, tmp_path, monkeypatch, capsys, caplog
+):
+    """A disk that fills up during a save: the process may write no file past 4 KB while
+    `Checkpointer.save` runs, so orbax's own writes fail as on a full disk (EFBIG)."""
+    workdir = copy_of(killed_in_rl[0], tmp_path)
+    checkpoints = Checkpointer(workdir / "checkpoints", 3)
+    last, last_record = checkpoints.latest_number(), checkpoints.latest_record()
+    real_save = Checkpointer.save
+
+    def save_on_a_full_disk(self, items, record):
+        limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, not the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, limits[1]))
+        try:
+            return real_save(self, items, record)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+            signal.signal(signal.SIGXFSZ, handler)
+
+    monkeypatch.setattr(Checkpointer, "save", save_on_a_full_disk)
+    assert main([f"workdir={workdir}", *TINY]) == 3
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()[-1]  # above it: progress bars
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # orbax's dozen error lines are off
+    assert err.startswith(f"ares_jax: stopped: checkpoint {last + 1} could not be written in ")
+    assert "File too large" in err
+    assert err.endswith(
+        f"checkpoint {last} is the latest and intact. Free space (or make the folder writable) and run the same "
+        "command to resume from the latest checkpoint."
+    )
+    monkeypatch.undo()
+    checkpoints.reload()
+    assert checkpoints.latest_number() == last and checkpoints.latest_record() == last_record
+    finish_and_compare(workdir, reference)
+    assert f"resuming {workdir}: phase {last_record['phase']} (step {last_record['step']})" in capsys.readouterr().out
 
 
 def test_sigterm_during_sft_saves_and_exits_0_then_resume(reference, tmp_path):

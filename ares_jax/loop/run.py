@@ -19,7 +19,7 @@ from typing import Callable
 
 import jax
 
-from ares_jax.checkpoint import Checkpointer
+from ares_jax.checkpoint import Checkpointer, CheckpointUnreadable
 from ares_jax.config import Config, ConfigError, to_dict
 from ares_jax.data.load import load_split
 from ares_jax.eval.report import build_report, write_report
@@ -188,36 +188,46 @@ def run(config: Config, log: Log = print) -> dict:
         steps = plan(config)
         run_ = setup(config, log, stop, [name for name, _ in steps])
         try:
-            state = run_.resume()  # refuses other settings
-            if state is None and config.baseline_from:
-                state = run_.start_from_baseline(Path(config.baseline_from), BASELINE_PHASES)
-            state = state or RunState(kl_coef=config.ppo.kl_coef)
-            if run_.primary:
-                run_.tokenizer.save(run_.workdir / "tokenizer")
-            for index in range(state.phase_index, len(steps)):
-                name, phase = steps[index]
-                state.phase_index = index
-                log(f"== phase {index + 1}/{len(steps)}: {name}")
-                before = dataclasses.replace(run_.teacher.stats)
-                phase(run_, state)
-                spent = run_.teacher.stats.since(before)
-                earlier = TeacherStats(**state.results["teacher_by_phase"].get(name, {}))  # a resumed phase
-                state.results["teacher_by_phase"][name] = earlier.plus(spent).as_dict()
-                state.phase_index, state.step = index + 1, 0
-                run_.save(state)
-                run_.check_stop(state)
-            report = build_report(
-                state.results,
-                final_label(config),
-                run_.teacher.name,
-                run_.teacher_total(state).as_dict(),
-                to_dict(config),
-                run_.test,
-                run_.workdir,
-                seconds=run_.elapsed(state),
-            )
-            if run_.primary:
-                write_report(run_.workdir, report)
+            while True:
+                try:
+                    return _resume_and_run(run_, steps)
+                except CheckpointUnreadable as damaged:  # the resumed phase's train state did not restore
+                    run_.set_aside(damaged)  # then resume again from the next older checkpoint
         finally:
             run_.close()
+
+
+def _resume_and_run(run_: Run, steps: list[tuple[str, Phase]]) -> dict:
+    """The phases from where the work directory's checkpoints leave off, then the report."""
+    config, log = run_.config, run_.log
+    state = run_.resume()  # refuses other settings
+    if state is None and config.baseline_from:
+        state = run_.start_from_baseline(Path(config.baseline_from), BASELINE_PHASES)
+    state = state or RunState(kl_coef=config.ppo.kl_coef)
+    if run_.primary:
+        run_.tokenizer.save(run_.workdir / "tokenizer")
+    for index in range(state.phase_index, len(steps)):
+        name, phase = steps[index]
+        state.phase_index = index
+        log(f"== phase {index + 1}/{len(steps)}: {name}")
+        before = dataclasses.replace(run_.teacher.stats)
+        phase(run_, state)
+        spent = run_.teacher.stats.since(before)
+        earlier = TeacherStats(**state.results["teacher_by_phase"].get(name, {}))  # a resumed phase
+        state.results["teacher_by_phase"][name] = earlier.plus(spent).as_dict()
+        state.phase_index, state.step = index + 1, 0
+        run_.save(state)
+        run_.check_stop(state)
+    report = build_report(
+        state.results,
+        final_label(config),
+        run_.teacher.name,
+        run_.teacher_total(state).as_dict(),
+        to_dict(config),
+        run_.test,
+        run_.workdir,
+        seconds=run_.elapsed(state),
+    )
+    if run_.primary:
+        write_report(run_.workdir, report)
     return report

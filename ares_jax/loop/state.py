@@ -23,13 +23,13 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding
 
-from ares_jax.checkpoint import Checkpointer, abstract_like
+from ares_jax.checkpoint import Checkpointer, CheckpointUnreadable, abstract_like
 from ares_jax.config import Config, ConfigError, to_dict
 from ares_jax.data.problem import Problem
 from ares_jax.loop.lock import WorkdirLock
 from ares_jax.models import MultimodalT5, init_params, logical_axes
 from ares_jax.parallel import StepShardings, batch_sharding, param_shardings, state_shardings
-from ares_jax.parallel.multihost import any_process, is_primary
+from ares_jax.parallel.multihost import any_process, is_primary, on_primary
 from ares_jax.rl import make_ppo_step, make_scoring_fn
 from ares_jax.sft import make_sft_step
 from ares_jax.teacher.base import Teacher, TeacherStats
@@ -76,6 +76,10 @@ def _within(key: str, settings: Sequence[str]) -> bool:
 
 class Preempted(Exception):
     """SIGTERM or SIGINT arrived: the step in progress was finished and a checkpoint saved."""
+
+
+class NoCheckpointRestores(Exception):
+    """The work directory's checkpoints exist and none of them restores."""
 
 
 class StopSignals:
@@ -371,22 +375,31 @@ class Run:
     def abstract_params(self, name: str):
         return self._abstract(self._model(name))
 
-    def _restore_params(self, checkpointer: Checkpointer, name: str):
-        """The params tree `name` of `checkpointer`'s latest checkpoint, restored onto the mesh as
-        the axis rules lay it out (with several processes, each reads only its devices' shards)."""
+    def _restore_params(self, checkpointer: Checkpointer, name: str, number: int | None = None):
+        """The params tree `name` of `checkpointer`'s checkpoint `number` (default: the latest),
+        restored onto the mesh as the axis rules lay it out (with several processes, each reads
+        only its devices' shards)."""
         placed = jax.tree_util.tree_map(
             lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
             self.abstract_params(name),
             self.param_layout(self._model(name)),
         )
-        return checkpointer.restore(name, placed)
+        return checkpointer.restore(name, placed, number)
 
     def resume(self) -> RunState | None:
-        """The state of the latest checkpoint in the work directory (None when there is none);
-        its models are restored, the phase's own train state is restored by the phase."""
-        record = self.checkpointer.latest_record()
-        if record is None:
-            return None
+        """The state of the newest checkpoint in the work directory that restores (None when there
+        is none); its models are restored, the phase's own train state is restored by the phase.
+        A checkpoint that does not restore is set aside (`set_aside`) and the next older tried."""
+        while (number := self.checkpointer.latest_number()) is not None:
+            try:
+                return self._resume_from(number)
+            except CheckpointUnreadable as damaged:
+                self.set_aside(damaged)
+        return None
+
+    def _resume_from(self, number: int) -> RunState:
+        self.checkpointer.verify(number)  # every file there and whole, before anything is read
+        record = self.checkpointer.record(number)
         changed = [
             k
             for k in _changed_keys(record["config"], to_dict(self.config), to_dict(Config()))
@@ -398,7 +411,7 @@ class Run:
                 "settings it was started with, or choose a new workdir"
             )
         names = [n for n in record["trees"] if n != "train"]
-        models = Models(**{name: self._restore_params(self.checkpointer, name) for name in names})
+        models = Models(**{name: self._restore_params(self.checkpointer, name, number) for name in names})
         if record["phase_index"] >= len(self.phase_names):
             self.log(f"{self.workdir} holds a finished run: rebuilding its report")
         else:
@@ -413,6 +426,21 @@ class Run:
             seconds_before=record["results"].get("seconds", 0.0),
         )
 
+    def set_aside(self, damaged: CheckpointUnreadable) -> None:
+        """After checkpoint `damaged.number` of this run failed to restore: renamed to
+        `<number>.corrupt` (nothing is deleted) with one line, so that the next older one is the
+        latest; when no older one is left, `NoCheckpointRestores` and nothing is moved."""
+        older = [number for number in self.checkpointer.numbers() if number < damaged.number]
+        if not older:
+            raise NoCheckpointRestores(
+                f"{damaged}, and no older checkpoint is left to try. Nothing was deleted; to start this run "
+                f"again from the beginning (the Teacher cache keeps every reply), move "
+                f"{self.checkpointer.directory} aside"
+            )
+        target = on_primary(lambda: str(self.checkpointer.set_aside(damaged.number)))
+        self.checkpointer.reload()  # the other processes see the rename too
+        self.log(f"{damaged}: set aside as {target}; trying checkpoint {older[-1]}")
+
     def start_from_baseline(self, source: Path, phases: int) -> RunState:
         """A fresh run's state from `source`, the workdir of a finished baseline-only run
         (rounds=0) made with this run's baseline settings: its rationale and answer models, its
@@ -426,6 +454,8 @@ class Run:
             )
         reader = Checkpointer(source / "checkpoints", keep=1, read_only=True)
         try:
+            if reader.latest_number() is not None:
+                reader.verify(reader.latest_number())
             record = reader.latest_record()
             if record is None or record["config"].get("rounds") != 0 or record["phase_index"] < phases:
                 raise ConfigError(
@@ -442,6 +472,8 @@ class Run:
                     f"({', '.join(changed)}); use the same ones or train this run's own baseline"
                 )
             models = Models(**{name: self._restore_params(reader, name) for name in ("policy", "answer")})
+        except CheckpointUnreadable as damaged:
+            raise ConfigError(f"baseline_from: {damaged}") from None
         finally:
             reader.close()
         earlier = record["results"]
@@ -470,7 +502,9 @@ class Run:
                 self.lock.release()
 
     def restore_train(self, state: RunState, fresh_train_state):
-        """The phase's train state: from the checkpoint when the phase was under way, else fresh."""
+        """The phase's train state: from the checkpoint when the phase was under way, else fresh.
+        The checkpoint read is the one `resume` chose (every newer one was set aside); when this
+        part of it does not restore, `CheckpointUnreadable` goes up to `run`, which resumes again."""
         if state.step == 0:
             return fresh_train_state
         return self.checkpointer.restore("train", abstract_like(fresh_train_state))
