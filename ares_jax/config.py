@@ -241,9 +241,11 @@ class RLConfig:
 class CorrectionConfig(SFTConfig):
     """After each RL round: the RL-tuned model writes rationales for `questions` training
     questions, exact repeated sentences are removed, the Teacher corrects them, and the model
-    is fine-tuned on the corrections (the SFT settings inherited here)."""
+    is fine-tuned on the corrections (the SFT settings inherited here), mixed with the gold
+    rationales of `gold_questions` other draws of training questions (0: corrections only)."""
 
     questions: int = 1024
+    gold_questions: int = 0
     steps: int = 150
     learning_rate: float = 1e-3
     warmup_steps: int = 10
@@ -251,6 +253,8 @@ class CorrectionConfig(SFTConfig):
     def __post_init__(self):
         super().__post_init__()
         _positive(self, "questions")
+        if self.gold_questions < 0:
+            raise _FieldError(f"gold_questions must be 0 or more, got {self.gold_questions}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,14 +371,17 @@ class DistributedConfig:
     on every worker and JAX finds its peers (launch_tpu.sh does this); elsewhere name the
     coordinator (host:port of process 0), the number of processes and this one's id. Process 0
     alone asks the Teacher and writes the run's files; the work directory must be a folder
-    every host shares."""
+    every host shares. A process that stops answering for `lost_process_timeout_s` seconds
+    stops the others, in one line each (`PeerWatch`)."""
 
     enabled: bool = False
     coordinator_address: str = ""
     num_processes: int = 0
     process_id: int = -1
+    lost_process_timeout_s: float = 60.0
 
     def __post_init__(self):
+        _positive(self, "lost_process_timeout_s")
         if self.coordinator_address and not self.enabled:
             raise _FieldError("coordinator_address is given but enabled is false")
         if self.coordinator_address and not 0 <= self.process_id < self.num_processes:

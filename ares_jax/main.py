@@ -38,20 +38,42 @@ def main(argv: list[str] | None = None) -> int:
     from ares_jax.parallel import multihost
 
     spread = config.distributed
-    multihost.initialize(spread.enabled, spread.coordinator_address, spread.num_processes, spread.process_id)
+    watch = multihost.initialize(
+        spread.enabled,
+        spread.coordinator_address,
+        spread.num_processes,
+        spread.process_id,
+        spread.lost_process_timeout_s,
+    )
+    if watch is not None:
+        watch.workdir = config.workdir
 
+    try:
+        code = _run(config, watch)
+    except BaseException:
+        if watch is not None:  # a collective that failed as a peer died: the watch names it and exits
+            watch.wait_for_loss()
+        raise  # not a loss: the other processes find this one lost
+    if watch is not None:
+        watch.finish()
+    return code
+
+
+def _run(config, watch) -> int:
+    """The run and the one-line account of each way it can stop; the exit code."""
     from ares_jax import loop
     from ares_jax.checkpoint import CheckpointSaveFailed
     from ares_jax.data.records import DataError
     from ares_jax.loop.lock import WorkdirBusy
     from ares_jax.loop.state import NoCheckpointRestores, Preempted
+    from ares_jax.parallel import multihost
     from ares_jax.teacher.backends import TeacherSetupError
     from ares_jax.teacher.cache import TeacherCacheDamaged
     from ares_jax.teacher.service import TeacherBudgetExhausted, TeacherUnavailable
 
     primary = multihost.is_primary()  # the other processes of a multi-host run print only errors
     try:
-        report = loop.run(config, log=lambda message: print(message, flush=True) if primary else None)
+        report = loop.run(config, log=lambda message: print(message, flush=True) if primary else None, watch=watch)
     except Preempted as stopped:
         print(
             f"ares_jax: {stopped}; checkpoint saved in {config.workdir}/checkpoints. Run the same command to resume.",

@@ -1,18 +1,22 @@
 """The whole loop as two processes joined by `jax.distributed` over 127.0.0.1 (gloo collectives
 on CPU, 2 devices each, one 4-device mesh), with an API Teacher on a local server: only process
-0 holds the key and asks; a budget stop on process 0 stops both; the two resume from their
+0 holds the key and asks; a budget stop on process 0 stops both; the two resume, process 1 is
+killed and process 0 stops within distributed.lost_process_timeout_s; the two resume from their
 shared checkpoints, and the run gives what one process with 4 devices gives, each Teacher
 request paid once."""
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 
 from conftest import free_port, xla_flags
 from test_reproduce import TINY
 
 KEY = "sk-multihost-SECRET-4242"
+LOST_AFTER = 5  # distributed.lost_process_timeout_s when a process is killed
 
 
 def start_processes(workdir, server, env, *extra) -> list[subprocess.Popen]:
@@ -91,6 +95,24 @@ def test_two_processes_run_the_loop_as_one_process_does(tmp_path, server):
     assert (code0, code1) == (3, 3), err0[-2000:] + err1[-2000:]
     assert f"teacher.max_requests ({cap}) reached" in err0
     assert "process 0 stopped: TeacherBudgetExhausted" in err1 and own_lines(out1) == []
+    # Resumed, and process 1 killed partway: process 0 stops within the bound, in one line.
+    metrics = tmp_path / "two" / "metrics.jsonl"
+    logged_before = len(metrics.read_text().splitlines())
+    workers = start_processes(tmp_path / "two", server, env, f"distributed.lost_process_timeout_s={LOST_AFTER}")
+    while len(metrics.read_text().splitlines()) < logged_before + 3:  # the resumed run is under way
+        assert workers[0].poll() is None, workers[0].communicate()
+        time.sleep(0.1)
+    workers[1].kill()
+    killed = time.monotonic()
+    (code0, _, err0), _ = finish(workers)
+    assert code0 == 4 and time.monotonic() - killed < LOST_AFTER + 10, err0[-2000:]
+    last = err0.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"ares_jax: process 1 of 2 is lost \(no heartbeat for \d+ s\) at phase \w+, step \d+; process 0 stops\. "
+        rf"Start the run again on every host \(the same command\) to resume from its last checkpoint in "
+        rf"{re.escape(str(tmp_path / 'two'))}/checkpoints\.",
+        last,
+    ), last
     # Resumed from the shared checkpoints without the cap, to the end.
     (code0, out0, err0), (code1, out1, err1) = finish(start_processes(tmp_path / "two", server, env))
     assert (code0, code1) == (0, 0), err0[-2000:] + err1[-2000:]

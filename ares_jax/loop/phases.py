@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ares_jax.config import SFTConfig
 from ares_jax.data.batching import answer_examples, batch_at, encode_sft, rationale_examples
+from ares_jax.data.prompts import rationale_target
 from ares_jax.eval.evaluate import evaluate
 from ares_jax.eval.metrics import win_rate
 from ares_jax.eval.report import METHOD_NAMES
@@ -397,12 +398,15 @@ def correction(run: Run, state: RunState, round_index: int) -> None:
 
 
 def correction_sft(run: Run, state: RunState, round_index: int) -> None:
-    """ARES stage 2, part 2: the RL-tuned model is fine-tuned on the Teacher's corrections, then
-    measured on the validation split (its start is the RL round's last validation point)."""
+    """ARES stage 2, part 2: the RL-tuned model is fine-tuned on the Teacher's corrections (and
+    `correction.gold_questions` gold rationales), then measured on the validation split (its
+    start is the RL round's last validation point)."""
     records = json.loads((run.workdir / "corrections" / f"round_{round_index}.json").read_text())
     by_id = {p.id: p for p in run.train}
     problems = [by_id[r["id"]] for r in records]
-    arrays = _rationale_arrays(run, problems, [r["corrected"] for r in records])
+    targets = [r["corrected"] for r in records]
+    gold = _questions(run, run.config.correction.gold_questions, round_index, 2)  # correction.gold_questions
+    arrays = _rationale_arrays(run, problems + gold, targets + [rationale_target(p) for p in gold])
     state.models.policy = train_sft(
         run, state, run.policy_model, state.models.policy, arrays, run.config.correction, f"sft_{round_index}/loss"
     )

@@ -29,7 +29,7 @@ from ares_jax.loop.lock import WorkdirLock
 from ares_jax.loop.state import Log, Run, RunState, StopSignals
 from ares_jax.models import MultimodalT5, count_params
 from ares_jax.parallel import ReplicationError, make_mesh, parse_axis_rules, replicated_share
-from ares_jax.parallel.multihost import is_primary, on_primary, processes_not_sharing
+from ares_jax.parallel.multihost import PeerWatch, is_primary, on_primary, processes_not_sharing
 from ares_jax.teacher.base import AskedByProcessZero, TeacherStats
 from ares_jax.teacher.cache import CACHE_FILE
 from ares_jax.teacher.factory import make_teacher
@@ -181,12 +181,14 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
     return run
 
 
-def run(config: Config, log: Log = print) -> dict:
+def run(config: Config, log: Log = print, watch: PeerWatch | None = None) -> dict:
     """Runs (or resumes) the ARES loop in `config.workdir`; returns the report. Raises
-    `state.Preempted` after saving when SIGTERM/SIGINT arrives."""
+    `state.Preempted` after saving when SIGTERM/SIGINT arrives. `watch` (several processes) is
+    told where the loop is."""
     with StopSignals() as stop:
         steps = plan(config)
         run_ = setup(config, log, stop, [name for name, _ in steps])
+        run_.watch = watch
         try:
             while True:
                 try:
@@ -210,6 +212,7 @@ def _resume_and_run(run_: Run, steps: list[tuple[str, Phase]]) -> dict:
         name, phase = steps[index]
         state.phase_index = index
         log(f"== phase {index + 1}/{len(steps)}: {name}")
+        run_.mark_position(state)
         before = dataclasses.replace(run_.teacher.stats)
         phase(run_, state)
         spent = run_.teacher.stats.since(before)

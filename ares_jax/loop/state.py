@@ -29,7 +29,7 @@ from ares_jax.data.problem import Problem
 from ares_jax.loop.lock import WorkdirLock
 from ares_jax.models import MultimodalT5, init_params, logical_axes
 from ares_jax.parallel import StepShardings, batch_sharding, param_shardings, state_shardings
-from ares_jax.parallel.multihost import any_process, is_primary, on_primary
+from ares_jax.parallel.multihost import PeerWatch, any_process, is_primary, on_primary
 from ares_jax.rl import make_ppo_step, make_scoring_fn
 from ares_jax.sft import make_sft_step
 from ares_jax.teacher.base import Teacher, TeacherStats
@@ -192,6 +192,7 @@ class Run:
     _compiled: dict = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.perf_counter)
     lock: WorkdirLock | None = None  # the work directory's lock (process 0), released by `close`
+    watch: PeerWatch | None = None  # several processes: told where the loop is (`mark_position`)
 
     # ---- keys ---------------------------------------------------------------------------------
 
@@ -358,8 +359,16 @@ class Run:
         }
         self.checkpointer.save(items, record)
 
+    def mark_position(self, state: RunState) -> None:
+        """Where the loop is, for the line a lost process's peers print (`PeerWatch`)."""
+        if self.watch is not None:
+            finished = state.phase_index >= len(self.phase_names)
+            phase = "the end" if finished else f"phase {self.phase_names[state.phase_index]}, step {state.step}"
+            self.watch.position = phase
+
     def check_stop(self, state: RunState, train_state=None) -> None:
         """After a step: on SIGTERM/SIGINT (to any process), save and raise `Preempted`."""
+        self.mark_position(state)
         if any_process(self.stop.requested):
             self.save(state, train_state)
             raise Preempted(f"stopped in phase {self.phase_names[state.phase_index]} at step {state.step}")

@@ -9,7 +9,11 @@ key and never pay for a request. Checkpoints are written by all processes togeth
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -23,16 +27,113 @@ class PrimaryFailed(RuntimeError):
     """Process 0 failed while the others waited for its result; the message is its error."""
 
 
-def initialize(enabled: bool, coordinator_address: str = "", num_processes: int = 0, process_id: int = -1) -> None:
-    """Joins the run's processes (`jax.distributed.initialize`) before anything else touches JAX.
-    Without a coordinator address JAX finds the peers itself (TPU pods, SLURM)."""
+def initialize(
+    enabled: bool,
+    coordinator_address: str = "",
+    num_processes: int = 0,
+    process_id: int = -1,
+    lost_process_timeout_s: float = 60.0,
+) -> PeerWatch | None:
+    """Joins the run's processes (`jax.distributed.initialize`) before anything else touches JAX
+    and starts watching them (`PeerWatch`). Without a coordinator address JAX finds the peers
+    itself (TPU pods, SLURM). JAX's own heartbeat, which aborts a process with a native stack
+    trace, is set well past `lost_process_timeout_s` so that the watch speaks first."""
     if not enabled:
-        return
+        return None
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only processes need a collective backend
+    heartbeat = int(max(100, 2 * lost_process_timeout_s + 30))
     if coordinator_address:
-        jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id)
+        jax.distributed.initialize(
+            coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+            heartbeat_timeout_seconds=heartbeat,
+        )
     else:
-        jax.distributed.initialize()
+        jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat)
+    if jax.process_count() == 1:
+        return None
+    return PeerWatch(lost_process_timeout_s)
+
+
+class PeerWatch:
+    """Notices a lost process of a multi-host run and stops this one, in one line.
+
+    Every `interval` seconds each process bumps its counter in the coordination service's
+    key-value store (`ares/alive/<process>`) and reads the others'. A counter that has not moved
+    for `timeout_s` (by this process's clock), or a store that no longer answers (process 0,
+    which hosts it, is gone), ends this process: one line naming the lost process and where the
+    loop was (`position`, kept current by the loop), exit code 4. It exits from the watching
+    thread (`os._exit`), since the main thread may be waiting in a collective that will never
+    complete. A process that ends normally marks itself done (`finish`) and is not reported."""
+
+    EXIT_CODE = 4
+
+    def __init__(self, timeout_s: float, interval_s: float | None = None):
+        from jax._src import distributed  # the client jax.distributed.initialize made
+
+        self.client = distributed.global_state.client
+        self.me, self.count = jax.process_index(), jax.process_count()
+        self.timeout_s = timeout_s
+        self.interval_s = interval_s or min(5.0, timeout_s / 4)
+        self.position = "start-up"
+        self.workdir = ""
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="ares_peer_watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        last_seen: dict[int, tuple[int, float]] = {}  # process -> (its counter, when it last moved)
+        done: set[int] = set()
+        while not self._stopped.wait(self.interval_s):
+            now = time.monotonic()
+            try:
+                self.client.key_value_increment(f"ares/alive/{self.me}", 1)
+                values = dict(self.client.key_value_dir_get("ares/"))
+            except Exception:  # noqa: BLE001 - any failure of the store: its host, process 0, is gone
+                if self._stopped.is_set() or 0 in done:
+                    return
+                self._lost(0, "its coordination service no longer answers")
+                return
+            done |= {int(key.rsplit("/", 1)[1]) for key in values if key.startswith("ares/done/")}
+            for process in range(self.count):
+                if process == self.me or process in done:
+                    continue
+                counter = int(values.get(f"ares/alive/{process}", 0))
+                seen, since = last_seen.get(process, (-1, now))
+                if counter != seen:
+                    last_seen[process] = (counter, now)
+                elif now - since > self.timeout_s:
+                    self._lost(process, f"no heartbeat for {now - since:.0f} s")
+                    return
+
+    def _lost(self, process: int, why: str) -> None:
+        if self._stopped.is_set():
+            return
+        resume = f" in {self.workdir}/checkpoints" if self.workdir else ""
+        print(
+            f"\nares_jax: process {process} of {self.count} is lost ({why}) at {self.position}; process {self.me} "
+            f"stops. Start the run again on every host (the same command) to resume from its last checkpoint{resume}.",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(self.EXIT_CODE)
+
+    def wait_for_loss(self) -> None:
+        """After an error on this process: as long as the watch needs to find a lost peer (when
+        one is lost, it exits the process from its thread)."""
+        self._thread.join(timeout=self.timeout_s + 2 * self.interval_s)
+
+    def finish(self) -> None:
+        """This process ends normally (or with a stop every process shares): the others stop
+        watching it. Then the watch stops."""
+        self._stopped.set()
+        try:
+            self.client.key_value_set(f"ares/done/{self.me}", "1", allow_overwrite=True)
+        except Exception:  # noqa: BLE001 - the service may already be gone at the very end
+            pass
+        self._thread.join(timeout=self.interval_s + 5)
 
 
 def is_primary() -> bool:
