@@ -50,6 +50,16 @@ def test_sft_batch_shifts_targets_right_after_the_start_token(problems, tokenize
     assert batch["image"].shape == (4, 48, 48, 3) and batch["input_ids"].shape == (4, 80)
 
 
+def test_rationale_examples_mix_given_rationales_with_gold_ones(problems):
+    """The correction SFT's set with correction.gold_questions: corrections, then gold rationales."""
+    prompts, targets = rationale_examples(problems[:3], ["It is red.", "Solution: So (A).", None])
+    assert targets[:2] == ["Solution: It is red.", "Solution: So (A)."]
+    assert targets[2] == rationale_examples(problems[2:3])[1][0] and targets[2].startswith("Solution: ")
+    assert prompts == rationale_examples(problems[:3])[0]
+    with pytest.raises(ValueError):
+        rationale_examples(problems[:3], ["one rationale for three problems"])
+
+
 def test_answer_examples_pair_rationale_with_answer(problems):
     prompts, targets = answer_examples(problems[:2], ["It is red.", "Solution: So (A)."])
     assert prompts[0].endswith("Solution: It is red.\nAnswer:") and prompts[1].endswith("Solution: So (A).\nAnswer:")

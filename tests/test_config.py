@@ -65,6 +65,8 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("answer.lora.targets=[q,x]", "answer.lora.targets must be a non-empty list of"),
         ("answer.lora.dropout=1", "answer.lora.dropout must be in [0, 1)"),
         ("correction.questions=0", "correction.questions must be positive"),
+        ("correction.gold_questions=-1", "correction.gold_questions must be 0 or more, got -1"),
+        ("distributed.lost_process_timeout_s=0", "distributed.lost_process_timeout_s must be positive"),
         ("checkpoint.keep=0", "checkpoint.keep must be positive"),
         ("data.source=scienceqa", "data.path must name the scienceqa data"),
         ("data.source=hf", "data.path must name the hf data"),

@@ -128,6 +128,7 @@ def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
         "RL: rewards at sentence ends, GAE (gamma 1.0, lambda 0.95) over the value model, warmed up alone on "
         "the first 2 rollout batches, advantages whitened, KL coefficient 0.0001, learning rate 0.0001"
     ) in markdown
+    assert "Correction SFT: the Teacher's corrections of 16 rationales, 4 steps at learning rate 0.001." in markdown
     # rl.value_warmup_batches (2 by default): the first two rollout batches train only the value
     # model, so the policy still equals the reference when the third batch is sampled
     assert [kl for _, kl in report["curves"]["rl_1/kl"]][:3] == [0.0, 0.0, 0.0]

@@ -93,13 +93,15 @@ def encode_sft(
     return dict(batch, decoder_input_ids=decoder_input_ids, labels=labels, label_mask=label_mask)
 
 
-def rationale_examples(problems: Sequence[Problem], rationales: Sequence[str] | None = None):
-    """(prompts, targets) of the rationale stage; targets are the gold solutions unless given."""
+def rationale_examples(problems: Sequence[Problem], rationales: Sequence[str | None] | None = None):
+    """(prompts, targets) of the rationale stage; targets are the gold solutions unless given
+    (a None among `rationales`: that problem's gold solution)."""
     prompts = [rationale_prompt(p) for p in problems]
-    if rationales is None:
-        targets = [rationale_target(p) for p in problems]
-    else:
-        targets = [r if r.startswith("Solution:") else f"Solution: {r}" for r in rationales]
+    rationales = [None] * len(problems) if rationales is None else rationales
+    targets = [
+        rationale_target(p) if r is None else r if r.startswith("Solution:") else f"Solution: {r}"
+        for p, r in zip(problems, rationales, strict=True)
+    ]
     return prompts, targets
 
 

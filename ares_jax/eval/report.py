@@ -136,6 +136,21 @@ def _rl_settings_lines(config: dict) -> list[str]:
         f"KL coefficient {ppo['kl_coef']}, learning rate {rl['learning_rate']}, {rl['epochs']} PPO epochs "
         f"per rollout batch, sampling temperature {rl['temperature']}.",
         "",
+        *_correction_settings_lines(config),
+    ]
+
+
+def _correction_settings_lines(config: dict) -> list[str]:
+    """One line on each ARES round's correction SFT (ARES runs only)."""
+    if config.get("method", "ares") != "ares":
+        return []
+    correction = config["correction"]
+    gold = correction.get("gold_questions", 0)
+    mixed = f" mixed with {gold} gold rationales" if gold else ""
+    return [
+        f"Correction SFT: the Teacher's corrections of {correction['questions']} rationales{mixed}, "
+        f"{correction['steps']} steps at learning rate {correction['learning_rate']}.",
+        "",
     ]
 
 

@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from ares_jax.config import SFTConfig
 from ares_jax.data.batching import answer_examples, batch_at, encode_sft, rationale_examples
-from ares_jax.data.prompts import rationale_target
 from ares_jax.eval.evaluate import evaluate
 from ares_jax.eval.metrics import win_rate
 from ares_jax.eval.report import METHOD_NAMES
@@ -406,7 +405,7 @@ def correction_sft(run: Run, state: RunState, round_index: int) -> None:
     problems = [by_id[r["id"]] for r in records]
     targets = [r["corrected"] for r in records]
     gold = _questions(run, run.config.correction.gold_questions, round_index, 2)  # correction.gold_questions
-    arrays = _rationale_arrays(run, problems + gold, targets + [rationale_target(p) for p in gold])
+    arrays = _rationale_arrays(run, problems + gold, targets + [None] * len(gold))  # None: the gold rationale
     state.models.policy = train_sft(
         run, state, run.policy_model, state.models.policy, arrays, run.config.correction, f"sft_{round_index}/loss"
     )
