@@ -3,4 +3,4 @@
 from ares_jax.models.config import T5Config, VisionConfig
 from ares_jax.models.generate import SampleOutput, SamplingConfig, generate
 from ares_jax.models.model import MultimodalT5, count_params, decoder_inputs, init_params, logical_axes, transplant
-from ares_jax.models.pretrained import load_pretrained
+from ares_jax.models.pretrained import load_pretrained, save_pretrained

@@ -1,12 +1,16 @@
-"""Load HF T5 / MM-CoT checkpoints (safetensors) into `MultimodalT5` parameters.
+"""HF T5 / MM-CoT checkpoints (safetensors) <-> `MultimodalT5` parameters.
 
 Reads `config.json` plus `model.safetensors` or a sharded `model.safetensors.index.json`.
 Pickled PyTorch files are never loaded (unpickling runs arbitrary code); the error explains how
-to convert them.
+to convert them. `save_pretrained` writes the same format: HF's T5 names, MM-CoT's names for the
+image fusion, and the parts neither has (the built-in task's image memory, the pixel ViT) as
+`ares_jax.<path>` tensors with an `ares_jax` section in `config.json` describing the image input;
+`load_pretrained` reads such a folder back bit for bit, and HF's T5 loads its text part.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Iterator
@@ -20,6 +24,8 @@ from ares_jax.models.model import MultimodalT5, dummy_inputs, init_params
 
 # MM-CoT's fusion weights (torch names) -> our `fusion` module.
 _FUSION_LINEARS = {"image_dense": "image_dense", "gate_dense": "gate_dense", "mha_layer.out_proj": "out"}
+_OWN = "ares_jax."  # tensors of modules HF and MM-CoT lack, by their parameter path
+_OWN_MODULES = ("image_memory", "vision_encoder")
 
 _CONVERT_HELP = (
     "{folder} has only PyTorch pickle weights ({name}); ares_jax reads safetensors only, because "
@@ -106,6 +112,91 @@ def _convert(weight: np.ndarray, layout: str, config: T5Config) -> np.ndarray:
     return weight
 
 
+def _unconvert(param: np.ndarray, layout: str) -> np.ndarray:
+    """`_convert`'s inverse: our layout -> the torch tensor."""
+    if layout == "in":
+        return param.reshape(param.shape[0], -1).T
+    if layout == "out":
+        return param.reshape(-1, param.shape[-1]).T
+    if layout == "dense":
+        return param.T
+    return param
+
+
+def _get(tree: dict, path: tuple[str, ...]) -> np.ndarray:
+    for key in path:
+        tree = tree[key]
+    return np.asarray(tree)
+
+
+def _flatten(tree: dict, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], np.ndarray]]:
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, (*prefix, key))
+        else:
+            yield (*prefix, key), np.asarray(value)
+
+
+def hf_config(config: T5Config) -> dict:
+    """`config.json` for `config`: HF's T5 keys (HF transformers 5 reads `tie_word_embeddings` as
+    the decoder-output scaling and ties the head unless the weights hold `lm_head.weight`), plus
+    the image input in an `ares_jax` section HF ignores."""
+    return {
+        "architectures": ["T5ForConditionalGeneration"],
+        "model_type": "t5",
+        "is_encoder_decoder": True,
+        "vocab_size": config.vocab_size,
+        "d_model": config.d_model,
+        "d_kv": config.d_kv,
+        "d_ff": config.d_ff,
+        "num_layers": config.num_layers,
+        "num_decoder_layers": config.num_decoder_layers,
+        "num_heads": config.num_heads,
+        "relative_attention_num_buckets": config.relative_attention_num_buckets,
+        "relative_attention_max_distance": config.relative_attention_max_distance,
+        "dropout_rate": config.dropout_rate,
+        "layer_norm_epsilon": config.layer_norm_epsilon,
+        "feed_forward_proj": config.feed_forward_proj,
+        "tie_word_embeddings": config.scale_decoder_outputs,
+        "scale_decoder_outputs": config.scale_decoder_outputs,
+        "pad_token_id": config.pad_token_id,
+        "eos_token_id": config.eos_token_id,
+        "decoder_start_token_id": config.decoder_start_token_id,
+        "ares_jax": {"vision": dataclasses.asdict(config.vision)},
+    }
+
+
+def to_hf_tensors(config: T5Config, params: dict) -> dict[str, np.ndarray]:
+    """An LM-head model's params (no LoRA adapters: merge them first) -> tensors by HF name."""
+    if config.lora_rank:
+        raise ValueError("merge the LoRA adapters first (models.lora.merge_adapters)")
+    tensors = {hf: _unconvert(_get(params, ours), layout) for hf, ours, layout in _hf_names(config)}
+    if not config.tie_word_embeddings:
+        tensors["lm_head.weight"] = _get(params, ("lm_head", "kernel")).T
+    if "fusion" in params:
+        fusion = params["fusion"]
+        for hf, ours in _FUSION_LINEARS.items():
+            tensors[f"{hf}.weight"] = _get(fusion, (ours, "kernel")).T
+            tensors[f"{hf}.bias"] = _get(fusion, (ours, "bias"))
+        names = ("query", "key", "value")
+        tensors["mha_layer.in_proj_weight"] = np.concatenate([_get(fusion, (n, "kernel")).T for n in names])
+        tensors["mha_layer.in_proj_bias"] = np.concatenate([_get(fusion, (n, "bias")) for n in names])
+    for module in _OWN_MODULES:
+        for path, value in _flatten(params.get(module, {}), (module,)):
+            tensors[_OWN + ".".join(path)] = value
+    return {name: np.ascontiguousarray(value, np.float32) for name, value in tensors.items()}
+
+
+def save_pretrained(folder: str | Path, config: T5Config, params: dict) -> None:
+    """Writes `config.json` and `model.safetensors` of an LM-head model into `folder`."""
+    from safetensors.numpy import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(hf_config(config), indent=2) + "\n")
+    save_file(to_hf_tensors(config, params), str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
 def _set(tree: dict, path: tuple[str, ...], value: np.ndarray, source: str):
     node = tree
     for key in path[:-1]:
@@ -131,6 +222,17 @@ def _fusion_params(tensors: dict[str, np.ndarray], d_model: int) -> dict[str, di
     return fusion
 
 
+def _saved_vision(config_file: Path) -> VisionConfig | None:
+    """The image input `save_pretrained` recorded in `config.json`, or None (another writer)."""
+    try:
+        section = json.loads(config_file.read_text()).get("ares_jax")
+    except (OSError, ValueError, AttributeError):
+        return None  # T5Config.from_hf_file reports an unreadable config.json
+    if not isinstance(section, dict) or not isinstance(section.get("vision"), dict):
+        return None
+    return VisionConfig(**section["vision"])
+
+
 def load_pretrained(
     path: str | Path,
     *,
@@ -153,6 +255,9 @@ def load_pretrained(
         raise ValueError(f"{folder}: not a T5 checkpoint (no 'shared.weight' tensor)")
     d_model = tensors["shared.weight"].shape[1]
     fusion = _fusion_params(tensors, d_model)
+    saved_vision = _saved_vision(folder / "config.json")
+    if vision is None and saved_vision is not None:  # a folder save_pretrained wrote
+        vision = saved_vision
     if vision is None:
         vision = (
             VisionConfig(kind="features", feature_dim=fusion["image_dense"]["kernel"].shape[0])
@@ -184,6 +289,11 @@ def load_pretrained(
         for name, leaves in fusion.items():
             for leaf, value in leaves.items():
                 _set(params, ("fusion", name, leaf), value, f"{folder}: fusion {name}.{leaf}")
+    for name in (k for k in tensors if k.startswith(_OWN)):
+        path = tuple(name[len(_OWN) :].split("."))
+        if path[0] in params:
+            _set(params, path, tensors[name], f"{folder}: {name}")
+        used.add(name)
     # Fusion weights are known even when the caller chose a text-only model.
     used.update(k for k in tensors if k.startswith(("image_dense.", "gate_dense.", "mha_layer.")))
     # Copies of the shared embedding that older checkpoints store.
