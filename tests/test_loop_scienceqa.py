@@ -68,6 +68,17 @@ def test_ares_runs_on_scienceqa_files(sqa, server, tmp_path, monkeypatch, capsys
     assert [example["id"] for example in report["examples"]] == ["4", "5"]  # the test split
     assert report["ares"]["judgements"]["judgements"] == 2 * 2  # both test problems, both orders
     assert report["teacher"]["requests"] > 0
+    # ScienceQA's category table for every evaluation: test questions 4 (natural science, grade 4,
+    # a hint and an image) and 5 (natural science, grade 5, a hint, no image)
+    for label, phase in report["phases"].items():
+        answers = {r["id"]: r["answer"] for r in json.loads((workdir / "eval" / f"{label}.json").read_text())}
+        right = {"4": answers["4"] == 1, "5": answers["5"] == 1}
+        table = phase["scienceqa"]
+        assert list(table) == ["NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", "G7-12", "Avg"]
+        assert table["NAT"] == table["TXT"] == table["G1-6"] == table["Avg"] == phase["answer_accuracy"]
+        assert table["Avg"] == (right["4"] + right["5"]) / 2 and table["IMG"] == float(right["4"])
+        assert table["SOC"] is table["LAN"] is table["NO"] is table["G7-12"] is None
+    assert "|   ScienceQA NAT |" in (workdir / "report.md").read_text()
     # The Teacher saw the question's picture (test question "4" has one, "5" has none) and its
     # caption joined to the hint, as the prompts of the rationale model.
     bodies = [json.dumps(r["body"]) for r in server.requests]

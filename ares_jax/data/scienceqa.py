@@ -62,7 +62,14 @@ def problem_from_record(
     if not 2 <= len(choices) <= 26:
         raise RecordError(file, qid, f"needs 2 to 26 choices, has {len(choices)}")
     hint = field("hint", str, "a string", "")
-    extras = {**{name: record[name] for name in EXTRA_FIELDS if name in record}, **dict(extras), "caption": caption}
+    extras = {
+        **{name: record[name] for name in EXTRA_FIELDS if name in record},
+        **dict(extras),
+        "caption": caption,
+        # ScienceQA's context categories (TXT, IMG, NO), from the record as its evaluation reads them
+        "has_text": bool(hint),
+        "has_image": bool(record.get("image")),
+    }
     return Problem(
         id=str(qid),
         question=field("question", str, "a string"),

@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from ares_jax.data.problem import Problem
+from ares_jax.eval.benchmarks import aokvqa_scores, scienceqa_table
 from ares_jax.eval.metrics import answer_accuracy, fluency, mean_rouge_l
 from ares_jax.teacher.base import Teacher, run_batch
 from ares_jax.text.sentences import split_sentences
@@ -16,7 +17,8 @@ def evaluate(
     rationales: Sequence[str], answers: Sequence[int], problems: Sequence[Problem], teacher: Teacher, concurrency: int
 ) -> dict:
     """Answer accuracy (overall and by question kind), ROUGE-L against gold, fluency defects and
-    the Teacher's mean sentence score (unscored rationales left out of the mean, and counted)."""
+    the Teacher's mean sentence score (unscored rationales left out of the mean, and counted);
+    for ScienceQA or A-OKVQA problems also their standard table (`eval/benchmarks.py`)."""
     scores = run_batch(
         teacher.score_sentences,
         [(p, split_sentences(r)) for p, r in zip(problems, rationales)],
@@ -28,7 +30,13 @@ def evaluate(
     by_kind: dict[str, list[bool]] = {}
     for p, a in zip(problems, answers):
         by_kind.setdefault(p.extras.get("question_kind", "all"), []).append(a == p.answer)
+    benchmark = {}  # the field's standard table where the problems are ScienceQA's or A-OKVQA's
+    if (table := scienceqa_table(problems, answers)) is not None:
+        benchmark["scienceqa"] = table
+    if (accuracies := aokvqa_scores(problems, answers)) is not None:
+        benchmark["aokvqa"] = accuracies
     return {
+        **benchmark,
         "answer_accuracy": answer_accuracy(answers, [p.answer for p in problems]),
         "answer_accuracy_by_kind": {k: float(np.mean(v)) for k, v in sorted(by_kind.items())},
         "rouge_l": mean_rouge_l(rationales, [p.solution for p in problems]),

@@ -170,6 +170,11 @@ def _markdown(report: dict) -> str:
     row("ROUGE-L vs gold", [phases[label]["rouge_l"] for label in labels], "{:.3f}")
     for defect in phases["baseline"]["fluency"]:
         row(f"fluency defect: {defect.replace('_', ' ')}", [phases[label]["fluency"][defect] for label in labels])
+    for column in phases["baseline"].get("scienceqa", {}):  # ScienceQA's table, one row per category
+        row(f"  ScienceQA {column}", [phases[label]["scienceqa"][column] for label in labels])
+    if "aokvqa" in phases["baseline"]:
+        row("  A-OKVQA multiple choice", [phases[label]["aokvqa"]["multiple_choice"] for label in labels])
+        row("  A-OKVQA direct answer", [phases[label]["aokvqa"]["direct_answer"] for label in labels])
     ares, baseline, teacher = report["ares"], report["baseline"], report["teacher"]
     name = METHOD_NAMES[report["config"].get("method", "ares")]  # the run's final model ("ares" in the JSON)
     if ares is None:
