@@ -8,11 +8,12 @@ and what is allowed. Range checks live in each section's `__post_init__`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -589,18 +590,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(loaded).__name__}")
         tree = loaded
+    return config_from_dict(tree, overrides)
+
+
+def config_from_dict(values: dict, overrides: Sequence[str] = ()) -> Config:
+    """The config a plain nested dict holds (a report's `config`, `to_dict`'s output), then
+    `key=value` overrides (dotted keys), checked like a YAML file's."""
+    tree = copy.deepcopy(values)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
         _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
     return _build(Config, tree)
-
-
-def config_from_dict(values: dict) -> Config:
-    """The config a plain nested dict holds (a report's `config`, `to_dict`'s output), checked
-    like a YAML file's."""
-    return _build(Config, values)
 
 
 def load_config_args(args: list[str]) -> Config:

@@ -119,3 +119,15 @@ def sqa(tmp_path) -> Path:
     np.save(features / "detr.npy", np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4))
     (features / "name_map.json").write_text(json.dumps({"1": "0", "4": "1"}))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def lora_run(tmp_path_factory):
+    """A finished baseline-only run (rounds=0) whose answer model has LoRA adapters (export and
+    predict read it)."""
+    from ares_jax.main import main
+
+    workdir = tmp_path_factory.mktemp("lora_run")
+    args = [f"workdir={workdir}", *TINY_SHAPES_RUN, "rounds=0", "rationale.steps=6", "answer.lora.enabled=true"]
+    assert main(args) == 0
+    return workdir

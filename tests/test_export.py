@@ -7,10 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TINY_SHAPES_RUN, jit_apply
+from conftest import jit_apply
 
 from ares_jax.export import finished_phases, main, restore_model
-from ares_jax.main import main as run_main
 from ares_jax.models import MultimodalT5, T5Config, VisionConfig, init_params, load_pretrained, save_pretrained
 
 torch = pytest.importorskip("torch")
@@ -84,15 +83,6 @@ def test_hf_pytorch_t5_loads_the_text_part_and_gives_our_logits(tmp_path, name):
     )
     assert np.abs(np.asarray(ours) - expected).max() < 1e-3
     assert np.abs(expected).max() > 1.0
-
-
-@pytest.fixture(scope="module")
-def lora_run(tmp_path_factory):
-    """A baseline-only run (rounds=0) whose answer model has LoRA adapters."""
-    workdir = tmp_path_factory.mktemp("lora_run")
-    args = [f"workdir={workdir}", *TINY_SHAPES_RUN, "rounds=0", "rationale.steps=6", "answer.lora.enabled=true"]
-    assert run_main(args) == 0
-    return workdir
 
 
 def test_the_lora_answer_model_is_exported_merged_with_the_adapters_outputs(lora_run, tmp_path, capsys):

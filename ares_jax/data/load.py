@@ -28,7 +28,10 @@ def load_split(data, split: str, log: Callable[[str], None] = print) -> list[Pro
     if data.source == "shapes":
         from ares_jax.data.shapes.task import make_split
 
-        return make_split(data.shapes, split)
+        try:
+            return make_split(data.shapes, split)
+        except ValueError as error:
+            raise DataError(f"data.source=shapes: {error}") from None
     if data.source == "scienceqa" or (data.source == "aokvqa" and (Path(data.path) / "problems.json").exists()):
         from ares_jax.data.scienceqa import load_problems_json
 

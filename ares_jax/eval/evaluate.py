@@ -14,17 +14,25 @@ from ares_jax.text.sentences import split_sentences
 
 
 def evaluate(
-    rationales: Sequence[str], answers: Sequence[int], problems: Sequence[Problem], teacher: Teacher, concurrency: int
+    rationales: Sequence[str],
+    answers: Sequence[int],
+    problems: Sequence[Problem],
+    teacher: Teacher | None,
+    concurrency: int,
 ) -> dict:
     """Answer accuracy (overall and by question kind), ROUGE-L against gold, fluency defects and
     the Teacher's mean sentence score (unscored rationales left out of the mean, and counted);
     for ScienceQA or A-OKVQA problems also their standard table (`eval/benchmarks.py`)."""
-    scores = run_batch(
-        teacher.score_sentences,
-        [(p, split_sentences(r)) for p, r in zip(problems, rationales)],
-        concurrency,
-        progress="teacher: sentence scores",
-        stats=teacher.stats,
+    scores = (
+        [None] * len(problems)  # no Teacher (predict without score=true): no sentence scores
+        if teacher is None
+        else run_batch(
+            teacher.score_sentences,
+            [(p, split_sentences(r)) for p, r in zip(problems, rationales)],
+            concurrency,
+            progress="teacher: sentence scores",
+            stats=teacher.stats,
+        )
     )
     scored = [s for s in scores if s is not None]
     by_kind: dict[str, list[bool]] = {}

@@ -8,6 +8,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from ares_jax.config import Config
 from ares_jax.data.batching import (
@@ -133,13 +134,18 @@ def generate_texts(
     batch_size: int,
     rng,
     shardings: StepShardings | None = None,
+    progress: str | None = None,
 ) -> list[str]:
     """Decode every row of `arrays` (input_ids, attention_mask, image) in fixed-size batches;
-    on a mesh when `shardings` (of `params`) are given."""
+    on a mesh when `shardings` (of `params`) are given; a progress bar named `progress`."""
     texts = []
     if shardings is not None:
         params = jax.device_put(params, shardings.state)
-    for index, (batch, real) in enumerate(fixed_batches(arrays, batch_size)):
+    rows = len(arrays["input_ids"])
+    batches = fixed_batches(arrays, batch_size)
+    if progress:
+        batches = tqdm(batches, desc=progress, total=-(-rows // batch_size), unit="batch", leave=False)
+    for index, (batch, real) in enumerate(batches):
         batch = (
             put_batch(batch, shardings.batch) if shardings is not None else jax.tree_util.tree_map(jnp.asarray, batch)
         )
@@ -159,14 +165,20 @@ def generate_texts(
 
 
 def write_rationales(
-    model, params, tokenizer, problems: Sequence[Problem], config: Config, shardings: StepShardings | None = None
+    model,
+    params,
+    tokenizer,
+    problems: Sequence[Problem],
+    config: Config,
+    shardings: StepShardings | None = None,
+    progress: str | None = None,
 ) -> list[str]:
     """Greedy rationales (without the "Solution:" tag) for `problems`."""
     prompts, _ = rationale_examples(problems)
     arrays = encode_prompts(tokenizer, prompts, model_images(problems, config), config.model.max_source_length)
     sampling = SamplingConfig(config.eval.max_new_tokens, greedy=True)
     texts = generate_texts(
-        model, params, tokenizer, arrays, sampling, config.eval.batch_size, jax.random.key(0), shardings
+        model, params, tokenizer, arrays, sampling, config.eval.batch_size, jax.random.key(0), shardings, progress
     )
     return [strip_solution_tag(t) for t in texts]
 
@@ -179,12 +191,13 @@ def infer_answers(
     rationales: Sequence[str],
     config: Config,
     shardings: StepShardings | None = None,
+    progress: str | None = None,
 ) -> list[int]:
     """The answer stage: option index per problem from question + rationale (-1 if unreadable)."""
     prompts, _ = answer_examples(problems, rationales)
     arrays = encode_prompts(tokenizer, prompts, model_images(problems, config), config.model.max_answer_source_length)
     sampling = SamplingConfig(ANSWER_TOKENS, greedy=True)
     texts = generate_texts(
-        model, params, tokenizer, arrays, sampling, config.eval.batch_size, jax.random.key(0), shardings
+        model, params, tokenizer, arrays, sampling, config.eval.batch_size, jax.random.key(0), shardings, progress
     )
     return [parse_answer(t, len(p.choices)) for t, p in zip(texts, problems)]
