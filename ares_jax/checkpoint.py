@@ -3,7 +3,8 @@ is, saved together by orbax-checkpoint.
 
 A save is atomic (orbax writes a temporary folder and renames it when complete), so a `kill -9`
 or a failed write during a save leaves the previous checkpoint as the latest. Saves are numbered
-1, 2, ...; the last `keep` are kept. A checkpoint that does not restore (a file cut short, bad
+1, 2, ...; the last `keep` are kept, and those saved `kept` (the end of each evaluation phase:
+the models of the report's columns, for export and predict). A checkpoint that does not restore (a file cut short, bad
 metadata) raises `CheckpointUnreadable`; the run sets it aside as `<number>.corrupt` (orbax lists
 only numbered folders) and resumes from an older one.
 
@@ -71,19 +72,23 @@ def abstract_like(tree):
 
 class Checkpointer:
     def __init__(self, directory: str | Path, keep: int, read_only: bool = False):
-        """`read_only`: another run's checkpoints, read and never written, cleaned or created."""
+        """`read_only`: another run's checkpoints, read and never written, cleaned or created.
+        The newest `keep` checkpoints are kept, and every one saved with `kept=True`; the
+        pruning is ours (orbax's `max_to_keep` cannot spare chosen checkpoints)."""
         self.directory = Path(directory).absolute()
+        self.keep = keep
         self._manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only, read_only=read_only),
+            options=ocp.CheckpointManagerOptions(max_to_keep=None, create=not read_only, read_only=read_only),
         )
+        self._spared: dict[int, bool] = {}  # checkpoint -> saved with kept=True (read once)
 
-    def save(self, items: dict, record: dict) -> int:
+    def save(self, items: dict, record: dict, kept: bool = False) -> int:
         """Saves each pytree of `items` (name -> params, train state, ...) and the JSON-able
         `record`; returns the checkpoint's number. The record gets a `trees` entry listing the
-        names, since what a run holds differs from phase to phase."""
+        names, since what a run holds differs from phase to phase. `kept`: never pruned."""
         number = (self._manager.latest_step() or 0) + 1
-        record = dict(record, trees=sorted(items))
+        record = dict(record, trees=sorted(items), kept=kept)
         arguments = {name: ocp.args.StandardSave(tree) for name, tree in items.items()}
         try:
             with _orbax_quiet():
@@ -97,7 +102,20 @@ class Checkpointer:
             ) from error
         if jax.process_index() == 0:
             self._write_manifest(number)
+        self._spared[number] = kept
+        self._prune()
         return number
+
+    def _prune(self) -> None:
+        """Deletes the checkpoints older than the newest `keep` that were not saved `kept`."""
+        for number in self.numbers()[: -self.keep]:
+            if number not in self._spared:
+                try:
+                    self._spared[number] = bool(self.record(number).get("kept"))
+                except CheckpointUnreadable:
+                    self._spared[number] = True  # not ours to judge: left for the fallback to set aside
+            if not self._spared[number]:
+                self._manager.delete(number)
 
     def _write_manifest(self, number: int) -> None:
         """`files.json`: every file of checkpoint `number` and its size (written last, atomically;

@@ -261,10 +261,12 @@ class CorrectionConfig(SFTConfig):
 @dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
     """Checkpoints (orbax) at the end of every phase and every `every_steps` optimizer steps
-    inside one; the last `keep` are kept."""
+    inside one; the last `keep` are kept, and with `keep_evaluated` also the one after each
+    evaluation (the models of the report's columns, which export and predict `phase=` read)."""
 
     every_steps: int = 100
     keep: int = 3
+    keep_evaluated: bool = True
 
     def __post_init__(self):
         _positive(self, "every_steps", "keep")

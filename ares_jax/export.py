@@ -5,8 +5,9 @@ names, MM-CoT's for the image fusion, `ares_jax.*` for the parts neither has) an
 tokenizer files. `model=policy` (default) is the rationale model, `model=answer` the answer
 model (LoRA adapters merged into their kernels). `phase=LABEL` picks the models as a finished
 phase left them (a phase name such as `sft_1`, or an evaluation's label such as `baseline`);
-default: the last finished phase. Only phases whose checkpoint is still kept can be exported
-(`checkpoint.keep`). `ares_jax.models.load_pretrained(FOLDER)` reads the folder back bit for bit
+default: the last finished phase. The models after each evaluation are kept for this
+(`checkpoint.keep_evaluated`); other phases while their checkpoint is among the last
+`checkpoint.keep`. `ares_jax.models.load_pretrained(FOLDER)` reads the folder back bit for bit
 (so does `model.pretrained=FOLDER`); HF's `T5ForConditionalGeneration.from_pretrained(FOLDER)`
 loads its text part. Nothing is written into the work directory.
 """

@@ -148,3 +148,18 @@ def test_a_workdir_without_a_finished_phase_is_refused(tmp_path, capsys):
     assert main([f"workdir={tmp_path / 'run'}", f"out={tmp_path / 'out'}"]) == 2
     assert f"{tmp_path / 'run'} holds no checkpoints (not a run's work directory?)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_killed_before_its_first_phase_ended_has_nothing_to_export(tmp_path, capsys):
+    from ares_jax.checkpoint import Checkpointer
+    from ares_jax.config import Config, to_dict
+
+    workdir = tmp_path / "run"
+    checkpoints = Checkpointer(workdir / "checkpoints", 3)  # one save inside rationale_sft, as a kill leaves it
+    checkpoints.save(
+        {"policy": {"w": np.zeros(2, np.float32)}}, {"phase_index": 0, "step": 40, "config": to_dict(Config())}
+    )
+    checkpoints.close()
+    assert main([f"workdir={workdir}", f"out={tmp_path / 'out'}"]) == 2
+    assert f"ares_jax.export: {workdir} has no finished phase yet" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -18,6 +18,7 @@ import pytest
 from conftest import TINY_SHAPES_RUN
 
 from ares_jax.checkpoint import Checkpointer
+from ares_jax.export import finished_phases
 from ares_jax.main import main
 
 TINY = [
@@ -74,6 +75,10 @@ def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
     with sqlite3.connect(workdir / "teacher_cache.sqlite") as db:
         assert teacher["requests"] == db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
     assert most_writes(workdir) == 1
+    # the checkpoints: the models after each evaluation (export, predict) and the last three
+    assert {"eval_baseline", "eval_rl_1", "eval_sft_1", "comparison"} <= set(finished_phases(workdir)[1])
+    checkpoints = Checkpointer(workdir / "checkpoints", 3)
+    assert sum(not checkpoints.record(number)["kept"] for number in checkpoints.numbers()) <= 3
     assert set(teacher["by_phase"]) >= {"eval_baseline", "rl_1", "correction_1", "comparison"}
     assert teacher["by_phase"]["correction_1"]["requests"] + teacher["by_phase"]["correction_1"]["cache_hits"] == 16
     markdown = (workdir / "report.md").read_text()
@@ -338,12 +343,12 @@ def test_a_failed_save_keeps_the_last_checkpoint_and_stops_then_resume(
     last, last_record = checkpoints.latest_number(), checkpoints.latest_record()
     real_save = Checkpointer.save
 
-    def save_on_a_full_disk(self, items, record):
+    def save_on_a_full_disk(self, items, record, kept=False):
         limits = resource.getrlimit(resource.RLIMIT_FSIZE)
         handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, not the process
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, limits[1]))
         try:
-            return real_save(self, items, record)
+            return real_save(self, items, record, kept)
         finally:
             resource.setrlimit(resource.RLIMIT_FSIZE, limits)
             signal.signal(signal.SIGXFSZ, handler)

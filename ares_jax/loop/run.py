@@ -219,7 +219,7 @@ def _resume_and_run(run_: Run, steps: list[tuple[str, Phase]]) -> dict:
         earlier = TeacherStats(**state.results["teacher_by_phase"].get(name, {}))  # a resumed phase
         state.results["teacher_by_phase"][name] = earlier.plus(spent).as_dict()
         state.phase_index, state.step = index + 1, 0
-        run_.save(state)
+        run_.save(state, kept=name.startswith("eval_"))  # the models of a report column
         run_.check_stop(state)
     report = build_report(
         state.results,

@@ -343,7 +343,9 @@ class Run:
 
     # ---- checkpoints ------------------------------------------------------------------------
 
-    def save(self, state: RunState, train_state=None) -> None:
+    def save(self, state: RunState, train_state=None, kept: bool = False) -> None:
+        """A checkpoint of the run where `state` is; `kept` (the end of an evaluation phase, with
+        `checkpoint.keep_evaluated`): spared by the pruning to `checkpoint.keep`."""
         state.results["seconds"] = self.elapsed(state)
         items = state.models.named()
         if train_state is not None:
@@ -357,7 +359,7 @@ class Run:
             "teacher": self.teacher_total(state).as_dict(),
             "config": to_dict(self.config),
         }
-        self.checkpointer.save(items, record)
+        self.checkpointer.save(items, record, kept=kept and self.config.checkpoint.keep_evaluated)
 
     def mark_position(self, state: RunState) -> None:
         """Where the loop is, for the line a lost process's peers print (`PeerWatch`)."""
@@ -496,7 +498,7 @@ class Run:
         }
         results["baseline_from"] = str(source.absolute())
         state = RunState(phase_index=phases, kl_coef=self.config.ppo.kl_coef, results=results, models=models)
-        self.save(state)
+        self.save(state, kept=True)  # the baseline's models, as after its evaluation
         self.log(f"baseline from {source} (accuracy {results['evaluations']['baseline']['answer_accuracy']:.3f})")
         return state
 
