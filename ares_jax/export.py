@@ -38,6 +38,13 @@ def parse_options(argv: list[str], defaults: dict[str, str]) -> dict[str, str]:
     return options
 
 
+def flag(options: dict[str, str], name: str) -> bool:
+    """The option `name` as a bool (`true` or `false`)."""
+    if options[name] not in ("true", "false"):
+        raise ExportError(f"{name}={options[name]}: must be true or false")
+    return options[name] == "true"
+
+
 def finished_phases(workdir: Path):
     """(the run's config, {finished phase name: checkpoint number}) of the kept checkpoints that
     end a phase, oldest first. Raises `ExportError` when there is none."""
@@ -152,10 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         options = parse_options(argv, OPTIONS)
         if not options["workdir"] or not options["out"]:
             raise ExportError("workdir=DIR and out=FOLDER are required")
-        if options["overwrite"] not in ("true", "false"):
-            raise ExportError(f"overwrite={options['overwrite']}: must be true or false")
         workdir, out = Path(options["workdir"]), Path(options["out"])
-        name = export(workdir, out, options["model"], options["phase"], options["overwrite"] == "true")
+        name = export(workdir, out, options["model"], options["phase"], flag(options, "overwrite"))
     except ExportError as error:
         print(f"ares_jax.export: {error}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from ares_jax.export import ExportError, choose_phase, finished_phases, parse_options, restore_model
+from ares_jax.export import ExportError, choose_phase, finished_phases, flag, parse_options, restore_model
 
 OPTIONS = {
     "workdir": "",
@@ -98,11 +98,9 @@ def predict(argv: list[str], log=print) -> dict:
     options = parse_options(own, OPTIONS)
     if not options["out"]:
         raise ExportError("out=FILE.jsonl is required")
-    for flag in ("score", "overwrite"):
-        if options[flag] not in ("true", "false"):
-            raise ExportError(f"{flag}={options[flag]}: must be true or false")
+    score, overwrite = flag(options, "score"), flag(options, "overwrite")
     out = Path(options["out"])
-    if out.exists() and options["overwrite"] == "false":
+    if out.exists() and not overwrite:
         raise ExportError(f"out={out} exists; choose another file or add overwrite=true")
     config, tokenizer, (policy_model, policy), (answer_model, answer), source = load_models(options, settings)
     split = options["split"] or config.data.test_split
@@ -125,7 +123,7 @@ def predict(argv: list[str], log=print) -> dict:
         answer_model, answer, tokenizer, problems, rationales, config, layout(answer_model), progress="answers"
     )
     teacher = None
-    if options["score"] == "true":
+    if score:
         teacher = make_teacher(config.teacher, out.with_name(out.name + ".teacher_cache.sqlite"))
     metrics = evaluate(rationales, answers, problems, teacher, config.teacher.concurrency)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -149,19 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
+    stops = {ExportError: "", ConfigError: "bad setting: ", DataError: "bad data: "}
+    stops[TeacherSetupError] = "the Teacher cannot be used: "
     try:
         metrics = predict(argv)
-    except ExportError as error:
-        print(f"ares_jax.predict: {error}", file=sys.stderr)
-        return 2
-    except ConfigError as error:
-        print(f"ares_jax.predict: bad setting: {error}", file=sys.stderr)
-        return 2
-    except DataError as error:
-        print(f"ares_jax.predict: bad data: {error}", file=sys.stderr)
-        return 2
-    except TeacherSetupError as error:
-        print(f"ares_jax.predict: the Teacher cannot be used: {error}", file=sys.stderr)
+    except tuple(stops) as error:
+        kind = next(prefix for error_type, prefix in stops.items() if isinstance(error, error_type))
+        print(f"ares_jax.predict: {kind}{error}", file=sys.stderr)
         return 2
     print(
         f"accuracy {metrics['answer_accuracy']:.4f} on {metrics['problems']} problems of split {metrics['split']}; "

@@ -64,3 +64,14 @@ def test_bad_input_stops_in_one_line_and_writes_nothing(lora_run, tmp_path, caps
         assert err.startswith("ares_jax.predict: ") and message in err and "\n" not in err, err
         assert not out.exists()
     assert sorted(p for p in lora_run.rglob("*") if p.is_file()) == before
+
+
+def test_score_true_asks_the_runs_teacher_with_its_own_cache(lora_run, tmp_path):
+    cache = lora_run / "teacher_cache.sqlite"
+    before = cache.read_bytes()
+    out = tmp_path / "scored.jsonl"
+    assert main([f"workdir={lora_run}", f"out={out}", "score=true"]) == 0
+    metrics = json.loads((tmp_path / "scored.jsonl.metrics.json").read_text())
+    baseline = json.loads((lora_run / "report.json").read_text())["baseline"]
+    assert metrics["mean_sentence_score"] == baseline["mean_sentence_score"]  # the rule Teacher, the same texts
+    assert (tmp_path / "scored.jsonl.teacher_cache.sqlite").exists() and cache.read_bytes() == before
