@@ -4,9 +4,9 @@ is, saved together by orbax-checkpoint.
 A save is atomic (orbax writes a temporary folder and renames it when complete), so a `kill -9`
 or a failed write during a save leaves the previous checkpoint as the latest. Saves are numbered
 1, 2, ...; the last `keep` are kept, and those saved `kept` (the end of each evaluation phase:
-the models of the report's columns, for export and predict). A checkpoint that does not restore (a file cut short, bad
-metadata) raises `CheckpointUnreadable`; the run sets it aside as `<number>.corrupt` (orbax lists
-only numbered folders) and resumes from an older one.
+the models of the report's columns, for export and predict). A checkpoint that does not restore
+(a file cut short, bad metadata) raises `CheckpointUnreadable`; the run sets it aside as
+`<number>.corrupt` (orbax lists only numbered folders) and resumes from an older one.
 
 After a save, process 0 lists the size of every file in the checkpoint (`files.json` inside it);
 before a restore the sizes are checked, so a file cut short or missing is found in one line
@@ -96,9 +96,9 @@ class Checkpointer:
                 self._manager.wait_until_finished()
         except Exception as error:  # a full disk, an unwritable folder: orbax's temporary folder is left
             last = self._manager.latest_step()
-            kept = f"checkpoint {last} is the latest and intact" if last else "no earlier checkpoint exists"
+            intact = f"checkpoint {last} is the latest and intact" if last else "no earlier checkpoint exists"
             raise CheckpointSaveFailed(
-                f"checkpoint {number} could not be written in {self.directory} ({_reason(error)}); {kept}"
+                f"checkpoint {number} could not be written in {self.directory} ({_reason(error)}); {intact}"
             ) from error
         if jax.process_index() == 0:
             self._write_manifest(number)
