@@ -79,6 +79,7 @@ class PeerWatch:
         self.position = "start-up"
         self.workdir = ""
         self._stopped = threading.Event()
+        self._all_done = threading.Event()  # every other process has marked itself done
         self._thread = threading.Thread(target=self._watch, name="ares_peer_watch", daemon=True)
         self._thread.start()
 
@@ -96,6 +97,8 @@ class PeerWatch:
                 self._lost(0, "its coordination service no longer answers")
                 return
             done |= {int(key.rsplit("/", 1)[1]) for key in values if key.startswith("ares/done/")}
+            if done >= set(range(self.count)) - {self.me}:
+                self._all_done.set()
             for process in range(self.count):
                 if process == self.me or process in done:
                     continue
@@ -120,19 +123,25 @@ class PeerWatch:
         sys.stdout.flush()
         os._exit(self.EXIT_CODE)
 
+    def _grace_s(self) -> float:
+        """Long enough for the watch to find a lost process (it reads every `interval_s`)."""
+        return self.timeout_s + 3 * self.interval_s + 5
+
     def wait_for_loss(self) -> None:
-        """After an error on this process: as long as the watch needs to find a lost peer (when
-        one is lost, it exits the process from its thread)."""
-        self._thread.join(timeout=self.timeout_s + 2 * self.interval_s)
+        """After an error on this process: wait until the watch has found a lost process (it then
+        exits the process) or every other process is done, at most `_grace_s`."""
+        self._all_done.wait(self._grace_s())
 
     def finish(self) -> None:
-        """This process ends normally (or with a stop every process shares): the others stop
-        watching it. Then the watch stops."""
-        self._stopped.set()
+        """This process ends (normally, or with a stop every process shares): it marks itself done
+        and waits until every other process is done too, so that a stop caused by a process lost
+        meanwhile (a save or a collective failing) is reported as that loss; then the watch stops."""
         try:
             self.client.key_value_set(f"ares/done/{self.me}", "1", allow_overwrite=True)
+            self._all_done.wait(self._grace_s())
         except Exception:  # noqa: BLE001 - the service may already be gone at the very end
             pass
+        self._stopped.set()
         self._thread.join(timeout=self.interval_s + 5)
 
 
