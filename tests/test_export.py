@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import jit_apply
+from test_t5_parity import hf_and_ours
 
 from ares_jax.export import finished_phases, main, restore_model
 from ares_jax.models import MultimodalT5, T5Config, VisionConfig, init_params, load_pretrained, save_pretrained
@@ -70,17 +71,7 @@ def test_hf_pytorch_t5_loads_the_text_part_and_gives_our_logits(tmp_path, name):
     save_pretrained(tmp_path, model.config, params)
     hf = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path).eval()
     ids, mask, decoder_ids = text_batch(model.config.vocab_size)
-    with torch.no_grad():
-        expected = hf(
-            input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), decoder_input_ids=torch.tensor(decoder_ids)
-        ).logits.numpy()
-    ours = jit_apply(model)(
-        {"params": params},
-        input_ids=jnp.asarray(ids),
-        attention_mask=jnp.asarray(mask),
-        decoder_input_ids=jnp.asarray(decoder_ids),
-        image=None,
-    )
+    expected, ours = hf_and_ours(hf, model, params, ids, mask, decoder_ids, np.ones_like(decoder_ids))
     assert np.abs(np.asarray(ours) - expected).max() < 1e-3
     assert np.abs(expected).max() > 1.0
 

@@ -58,15 +58,8 @@ def padded_batch(rng, batch, length, vocab):
     return ids * mask, mask
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_logits_match_hf(tmp_path, name):
-    hf_model = build_hf_model(tmp_path, **CONFIGS[name])
-    model, params = load_pretrained(tmp_path)
-    assert model.config.tie_word_embeddings == (not CONFIGS[name]["separate_head"])
-
-    rng = np.random.default_rng(1)
-    input_ids, attention_mask = padded_batch(rng, 3, 30, 97)
-    decoder_ids, decoder_mask = padded_batch(rng, 3, 25, 97)
+def hf_and_ours(hf_model, model, params, input_ids, attention_mask, decoder_ids, decoder_mask):
+    """(HF's PyTorch logits as numpy, ours) on one text-only batch, `[B, T, V]` each."""
     with torch.no_grad():
         expected = hf_model(
             input_ids=torch.tensor(input_ids),
@@ -82,6 +75,19 @@ def test_logits_match_hf(tmp_path, name):
         decoder_attention_mask=jnp.asarray(decoder_mask),
         image=None,
     )
+    return expected, logits
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_logits_match_hf(tmp_path, name):
+    hf_model = build_hf_model(tmp_path, **CONFIGS[name])
+    model, params = load_pretrained(tmp_path)
+    assert model.config.tie_word_embeddings == (not CONFIGS[name]["separate_head"])
+
+    rng = np.random.default_rng(1)
+    input_ids, attention_mask = padded_batch(rng, 3, 30, 97)
+    decoder_ids, decoder_mask = padded_batch(rng, 3, 25, 97)
+    expected, logits = hf_and_ours(hf_model, model, params, input_ids, attention_mask, decoder_ids, decoder_mask)
     assert logits.dtype == jnp.float32 and logits.shape == expected.shape
     valid = decoder_mask.astype(bool)
     diff = np.abs(np.asarray(logits)[valid] - expected[valid]).max()
