@@ -151,13 +151,27 @@ def test_correction_replaces_a_step_off_the_solution_path_with_the_step_it_was_t
             C.render(C.Answer(wrong_option)),
         ]
     )
-    assert TEACHER.corrected(p, rationale) == " ".join(
-        ["Look at each cell of the grid.", C.render(target), C.render(neighbour), C.render(option), C.render(answer)]
-    )
+    corrected = TEACHER.corrected(p, rationale)
+    assert claims_of(corrected) == [C.Starter("Look at each cell of the grid."), target, neighbour, option, answer]
+    assert corrected.startswith(f"Look at each cell of the grid. {C.render(target)} ")  # kept as written
+    assert TEACHER.corrected(p, rationale) == corrected  # the same request, the same correction
     # steps the rationale never took are inserted where the gold solution has them
-    assert TEACHER.corrected(p, f"{C.render(target)} {C.render(C.Answer(wrong_option))}") == " ".join(
-        C.render(claim) for claim in (target, neighbour, option, answer)
-    )
+    inserted = TEACHER.corrected(p, f"{C.render(target)} {C.render(C.Answer(wrong_option))}")
+    assert claims_of(inserted) == [target, neighbour, option, answer]
+
+
+def claims_of(rationale: str) -> list:
+    return [C.parse(sentence) for sentence in split_sentences(rationale)]
+
+
+def test_corrections_use_the_tasks_varied_wordings(problems):
+    """Rewritten sentences take the task's wordings as the gold solutions do, not always the first."""
+    wordings = set()
+    for p in problems[:60]:
+        for claim in p.extras["gold_claims"]:
+            if isinstance(claim, C.Count):
+                wordings.add(TEACHER.corrected(p, C.render(dataclasses.replace(claim, n=claim.n + 1))).split(" ")[0])
+    assert {"There", "I"} <= wordings  # "There are 2 circles." and "I count 2 circles."
 
 
 def test_correction_keeps_correct_sentences_unchanged_and_in_order(problems):

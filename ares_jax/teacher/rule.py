@@ -12,7 +12,11 @@ checked against the problem's scene, options and answer. Scores:
 
 from __future__ import annotations
 
+import zlib
+from collections import Counter
 from typing import Sequence
+
+import numpy as np
 
 from ares_jax.data.problem import Problem
 from ares_jax.data.prompts import strip_solution_tag
@@ -79,14 +83,22 @@ class RuleTeacher(Teacher):
         - a sentence off the solution's path (a wrong cell for "left of", a comparison of the
           wrong numbers, an option that is not the answer), false or true, becomes the first gold
           step of its kind the rationale has not made; a false one with no such step is made true;
-        - text that is no claim is dropped;
-        - gold steps still missing are inserted where the gold solution has them."""
+        - text that is no claim is dropped, and so is a sentence on a gold step already made as
+          often as the gold solution makes it (two corrected sentences may land on one step:
+          "cell B1 has a green circle", then "cell B1 has a small green circle");
+        - gold steps still missing are inserted where the gold solution has them;
+        - rewritten and inserted sentences take one of the task's wordings at random (seeded by the
+          problem and the rationale: the same request gets the same correction)."""
         scene, check = self._facts(problem)
+        # the task's own wordings, drawn as the gold solutions draw them (one wording for every
+        # rewritten sentence would narrow the corrected model's phrasing), fixed per problem and text
+        wording = np.random.default_rng([zlib.crc32(problem.id.encode()), zlib.crc32(rationale.encode())])
         steps = [claim for claim in problem.extras.get("gold_claims", ()) if not isinstance(claim, C.Starter)]
         step_index = {C.topic(claim): i for i, claim in enumerate(steps)}
         claims = [(sentence, C.parse(sentence)) for sentence in split_sentences(strip_solution_tag(rationale))]
         made = {C.topic(claim) for _, claim in claims if claim is not None and check(claim)}
-        kept, seen_keys, seen_claims = [], set(), set()  # kept: (text, claim)
+        steps_on = Counter(C.topic(step) for step in steps)  # gold steps per topic
+        kept, seen_keys, seen_claims, seen_topics = [], set(), set(), Counter()  # kept: (text, claim)
         for sentence, claim in claims:
             if claim is None:
                 continue  # not a claim, or a fragment that cannot be finished: dropped
@@ -97,14 +109,21 @@ class RuleTeacher(Teacher):
             if fixed is None:
                 continue
             if fixed != claim:
-                text = C.render(fixed)
+                text = C.render(fixed, wording)
                 made.add(C.topic(fixed))
             else:  # a correct sentence stays as written; a correct fragment gets its end mark
                 text = sentence.strip() if is_finished(sentence) else sentence.strip() + "."
-            if sentence_key(text) in seen_keys or (fixed in seen_claims and not isinstance(fixed, C.Starter)):
+            # a gold step made already, as often as the gold solution makes it (lookups state a cell twice)
+            restated = seen_topics[C.topic(fixed)] >= steps_on.get(C.topic(fixed), len(claims))
+            if (
+                sentence_key(text) in seen_keys
+                or (fixed in seen_claims and not isinstance(fixed, C.Starter))
+                or restated
+            ):
                 continue
             seen_keys.add(sentence_key(text))
             seen_claims.add(fixed)
+            seen_topics[C.topic(fixed)] += 1
             kept.append((text, fixed))
         covered = {C.topic(claim) for _, claim in kept}
         for index, step in enumerate(steps):
@@ -119,10 +138,10 @@ class RuleTeacher(Teacher):
                 ),
                 default=0,
             )
-            kept.insert(at, (C.render(step), step))
+            kept.insert(at, (C.render(step, wording), step))
             covered.add(C.topic(step))
         if C.Answer(problem.answer) not in {claim for _, claim in kept}:
-            kept.append((C.render(C.Answer(problem.answer)), C.Answer(problem.answer)))
+            kept.append((C.render(C.Answer(problem.answer), wording), C.Answer(problem.answer)))
         return " ".join(text for text, _ in kept)
 
     def quality(self, problem: Problem, rationale: str) -> float:
