@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 OPTIONS = {"workdir": "", "out": "", "model": "policy", "phase": "", "overwrite": "false"}
 
@@ -56,21 +57,20 @@ def finished_phases(workdir: Path):
         raise ExportError(f"{workdir} holds no checkpoints (not a run's work directory?)")
     reader = Checkpointer(workdir / "checkpoints", keep=1, read_only=True)
     try:
-        config, phases = None, {}
+        records = {}
         for number in reader.numbers():
             try:
-                record = reader.record(number)
+                records[number] = reader.record(number)
             except CheckpointUnreadable:
                 continue
-            config = config_from_dict(record["config"])
-            if record["step"] == 0 and record["phase_index"] > 0:
-                names = [name for name, _ in plan(config)]
-                phases[names[record["phase_index"] - 1]] = number
     finally:
         reader.close()
-    if not phases:
+    ends = {number: record for number, record in records.items() if record["step"] == 0 and record["phase_index"] > 0}
+    if not ends:
         raise ExportError(f"{workdir} has no finished phase yet")
-    return config, phases
+    config = config_from_dict(records[max(records)]["config"])  # one run: every record holds its settings
+    names = [name for name, _ in plan(config)]
+    return config, {names[record["phase_index"] - 1]: number for number, record in ends.items()}
 
 
 def choose_phase(phases: dict[str, int], label: str) -> tuple[str, int]:
@@ -85,9 +85,10 @@ def choose_phase(phases: dict[str, int], label: str) -> tuple[str, int]:
     raise ExportError(f"phase={label}: not a finished phase whose checkpoint is kept; these are: {', '.join(phases)}")
 
 
-def restore_model(workdir: Path, config, number: int, role: str):
-    """(model, float32 params) of `role` (policy or answer) in checkpoint `number`, on one device
-    (a LoRA answer model with its adapters: `merged` folds them in)."""
+def restore_models(workdir: Path, config, number: int, roles: Sequence[str]) -> dict:
+    """{role: (model, float32 params)} for each of `roles` (policy, answer) in checkpoint `number`,
+    on one device (a LoRA answer model with its adapters: `merged` folds them in). The models are
+    built once, as the run built them (its data and settings)."""
     import jax
 
     from ares_jax.checkpoint import Checkpointer
@@ -97,18 +98,20 @@ def restore_model(workdir: Path, config, number: int, role: str):
 
     train = load_split(config.data, config.data.train_split, log=lambda message: None)
     _, policy_model, answer_model, _ = build_models(config, train)
-    model = policy_model if role == "policy" else answer_model
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree_util.tree_map(
-        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
-        jax.eval_shape(lambda: init_params(model, jax.random.key(0))),
-    )
     reader = Checkpointer(workdir / "checkpoints", keep=1, read_only=True)
+    restored = {}
     try:
-        params = reader.restore(role, abstract, number)
+        for role in roles:
+            model = policy_model if role == "policy" else answer_model
+            abstract = jax.tree_util.tree_map(
+                lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+                jax.eval_shape(lambda model=model: init_params(model, jax.random.key(0))),
+            )
+            restored[role] = model, reader.restore(role, abstract, number)
     finally:
         reader.close()
-    return model, params
+    return restored
 
 
 def merged(model, params):
@@ -134,7 +137,7 @@ def export(workdir: Path, out: Path, role: str = "policy", phase: str = "", over
         raise ExportError(f"out={out} exists and is not empty; choose another folder or add overwrite=true")
     config, phases = finished_phases(workdir)
     name, number = choose_phase(phases, phase)
-    model, params = merged(*restore_model(workdir, config, number, role))
+    model, params = merged(*restore_models(workdir, config, number, [role])[role])
     tokenizer = Tokenizer.from_folder(workdir / "tokenizer")
     # Written beside `out`, then moved into place: an existing folder is replaced whole or not at all.
     out.parent.mkdir(parents=True, exist_ok=True)

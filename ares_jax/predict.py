@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from ares_jax.export import ExportError, choose_phase, finished_phases, flag, parse_options, restore_model
+from ares_jax.export import ExportError, choose_phase, finished_phases, flag, parse_options, restore_models
 
 OPTIONS = {
     "workdir": "",
@@ -65,9 +65,9 @@ def load_models(options: dict, settings: list[str]):
         saved, phases = finished_phases(workdir)
         name, number = choose_phase(phases, options["phase"])
         config = config_from_dict(to_dict(saved), settings)
-        policy = restore_model(workdir, saved, number, "policy")
-        answer = restore_model(workdir, saved, number, "answer")
-        return config, Tokenizer.from_folder(workdir / "tokenizer"), policy, answer, f"{workdir}, phase {name}"
+        models = restore_models(workdir, saved, number, ["policy", "answer"])
+        tokenizer = Tokenizer.from_folder(workdir / "tokenizer")
+        return config, tokenizer, models["policy"], models["answer"], f"{workdir}, phase {name}"
     config = config_from_dict(to_dict(Config()), settings)
     folders = [Path(options["pretrained"]), Path(options["answer_pretrained"] or options["pretrained"])]
     models = []
@@ -104,9 +104,7 @@ def predict(argv: list[str], log=print) -> dict:
         raise ExportError(f"out={out} exists; choose another file or add overwrite=true")
     config, tokenizer, (policy_model, policy), (answer_model, answer), source = load_models(options, settings)
     split = options["split"] or config.data.test_split
-    problems = load_split(config.data, split, log)  # bad data stops here, before anything is written
-    if not problems:
-        raise ExportError(f"split={split}: the data has no problems there")
+    problems = load_split(config.data, split, log)  # bad data (or an empty split) stops here, before any write
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
     rules = parse_axis_rules(config.mesh.axis_rules)
 

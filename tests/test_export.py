@@ -10,7 +10,7 @@ import pytest
 from conftest import jit_apply
 from test_t5_parity import hf_and_ours
 
-from ares_jax.export import finished_phases, main, restore_model
+from ares_jax.export import finished_phases, main, restore_models
 from ares_jax.models import MultimodalT5, T5Config, VisionConfig, init_params, load_pretrained, save_pretrained
 
 torch = pytest.importorskip("torch")
@@ -84,7 +84,7 @@ def test_the_lora_answer_model_is_exported_merged_with_the_adapters_outputs(lora
     exported_model, exported = load_pretrained(out)
     assert exported_model.config.lora_rank == 0
     config, phases = finished_phases(lora_run)
-    adapter_model, adapted = restore_model(lora_run, config, phases["eval_baseline"], "answer")
+    adapter_model, adapted = restore_models(lora_run, config, phases["eval_baseline"], ["answer"])["answer"]
     assert adapter_model.config.lora_rank > 0
     assert any(np.abs(np.asarray(leaf)).max() > 0 for leaf in jax.tree_util.tree_leaves(adapted) if leaf.ndim == 2)
     rng = np.random.default_rng(0)

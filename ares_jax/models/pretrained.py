@@ -18,6 +18,7 @@ from typing import Iterator
 import flax.linen as nn
 import jax
 import numpy as np
+from flax import traverse_util
 
 from ares_jax.models.config import T5Config, VisionConfig
 from ares_jax.models.model import MultimodalT5, dummy_inputs, init_params
@@ -129,14 +130,6 @@ def _get(tree: dict, path: tuple[str, ...]) -> np.ndarray:
     return np.asarray(tree)
 
 
-def _flatten(tree: dict, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], np.ndarray]]:
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            yield from _flatten(value, (*prefix, key))
-        else:
-            yield (*prefix, key), np.asarray(value)
-
-
 def hf_config(config: T5Config) -> dict:
     """`config.json` for `config`: HF's T5 keys (HF transformers 5 reads `tie_word_embeddings` as
     the decoder-output scaling and ties the head unless the weights hold `lm_head.weight`), plus
@@ -181,9 +174,9 @@ def to_hf_tensors(config: T5Config, params: dict) -> dict[str, np.ndarray]:
         names = ("query", "key", "value")
         tensors["mha_layer.in_proj_weight"] = np.concatenate([_get(fusion, (n, "kernel")).T for n in names])
         tensors["mha_layer.in_proj_bias"] = np.concatenate([_get(fusion, (n, "bias")) for n in names])
-    for module in _OWN_MODULES:
-        for path, value in _flatten(params.get(module, {}), (module,)):
-            tensors[_OWN + ".".join(path)] = value
+    own = {module: params[module] for module in _OWN_MODULES if module in params}
+    for path, value in traverse_util.flatten_dict(own).items():
+        tensors[_OWN + ".".join(path)] = np.asarray(value)
     return {name: np.ascontiguousarray(value, np.float32) for name, value in tensors.items()}
 
 
