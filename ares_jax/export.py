@@ -65,11 +65,19 @@ def finished_phases(workdir: Path):
                 continue
     finally:
         reader.close()
-    ends = {number: record for number, record in records.items() if record["step"] == 0 and record["phase_index"] > 0}
-    if not ends:
+    if not records:
         raise ExportError(f"{workdir} has no finished phase yet")
     config = config_from_dict(records[max(records)]["config"])  # one run: every record holds its settings
     names = [name for name, _ in plan(config)]
+    # a run made by an older version may have saved past today's plan (rounds=0 once ended in a
+    # comparison phase): such a record names no phase of the plan
+    ends = {
+        number: record
+        for number, record in records.items()
+        if record["step"] == 0 and 0 < record["phase_index"] <= len(names)
+    }
+    if not ends:
+        raise ExportError(f"{workdir} has no finished phase yet")
     return config, {names[record["phase_index"] - 1]: number for number, record in ends.items()}
 
 
