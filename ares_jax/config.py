@@ -282,6 +282,7 @@ class EvalConfig:
 
 
 TEACHER_BACKENDS = ("rule", "openai", "anthropic")
+RULE_LISTING_CREDITS = ("exact", "overlap")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,10 +309,17 @@ class TeacherConfig:
     max_cost_usd: float = 0.0
     price_input_per_mtok: float = 0.0
     price_output_per_mtok: float = 0.0
+    # the rule Teacher's score of a listing of cells that is partly right: exact (0.0, the
+    # default) | overlap (the share that is right, Jaccard, in steps of 0.1)
+    rule_listing_credit: str = "exact"
 
     def __post_init__(self):
         if self.backend not in TEACHER_BACKENDS:
             raise _FieldError(f"backend must be one of {TEACHER_BACKENDS}, got {self.backend!r}")
+        if self.rule_listing_credit not in RULE_LISTING_CREDITS:
+            raise _FieldError(
+                f"rule_listing_credit must be one of {RULE_LISTING_CREDITS}, got {self.rule_listing_credit!r}"
+            )
         if self.backend != "rule" and not self.model:
             raise _FieldError(f"model must name the {self.backend} model (e.g. teacher.model=claude-3-haiku-20240307)")
         _positive(self, "timeout_s", "concurrency")

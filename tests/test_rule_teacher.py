@@ -108,6 +108,43 @@ def _corrupt(problem, rng):
     return text
 
 
+def test_overlap_credit_scores_a_partly_right_listing_by_its_right_share(problems):
+    """Hand-worked: a count question whose shapes sit in 3 cells; the listing names 2 of them and
+    one wrong cell: Jaccard 2 / 4 = 0.5. 1 of them alone: 1 / 3, rounded down to 0.3."""
+    overlap = RuleTeacher("overlap")
+    p = next(
+        p
+        for p in problems
+        if p.extras["question_kind"] == "count"
+        and len(next(c for c in p.extras["gold_claims"] if isinstance(c, C.Listing)).cells) == 3
+    )
+    listing = next(c for c in p.extras["gold_claims"] if isinstance(c, C.Listing))
+    wrong = next((r, c) for r in (1, 2, 3) for c in (1, 2, 3) if (r, c) not in listing.cells)
+    two_and_a_wrong = dataclasses.replace(listing, cells=listing.cells[:2] + (wrong,))
+    only_one = dataclasses.replace(listing, cells=listing.cells[:1])
+    for claim, share in ((two_and_a_wrong, 0.5), (only_one, 0.3), (listing, 1.0)):
+        text = f"{C.render(claim)} {C.render(C.Answer(p.answer))}"
+        assert overlap.sentence_scores(p, split_sentences(text)) == [share, 1.0], text
+        assert scores(p, text) == [1.0 if claim == listing else 0.0, 1.0]  # exact credit: all or nothing
+    # a second try at the same listing earns nothing; the first keeps its share
+    text = f"{C.render(only_one)} {C.render(two_and_a_wrong)}"
+    assert overlap.sentence_scores(p, split_sentences(text)) == [0.3, 0.0]
+    # a listing the solution does not need earns nothing for being partly right
+    topics = {C.topic(c) for c in p.extras["gold_claims"]}
+    other = next(
+        C.Listing(cells=(), size=size)
+        for size in ("small", "large", None)
+        if C.topic(C.Listing(cells=(), size=size)) not in topics
+    )
+    right = tuple(p.extras["scene"].matching_cells(other.size))
+    other = dataclasses.replace(other, cells=right + next((x,) for x in listing.cells + (wrong,) if x not in right))
+    assert 0 < C.listing_overlap(other, p.extras["scene"]) < 1
+    assert overlap.sentence_scores(p, [C.render(other)]) == [0.0]
+    assert overlap.name != TEACHER.name  # the Teacher cache keeps the two scorings apart
+    with pytest.raises(ValueError, match="listing_credit"):
+        RuleTeacher("partial")
+
+
 def test_corrections_of_randomly_corrupted_rationales_score_fully_correct(problems):
     rng = np.random.default_rng(0)
     for p in problems:

@@ -19,7 +19,7 @@ _DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"
 def make_teacher(config: TeacherConfig, cache_path: str | Path) -> Teacher:
     """The Teacher `config` names, its answers cached in the SQLite file `cache_path`."""
     if config.backend == "rule":
-        return CachedTeacher(RuleTeacher(), TeacherCache(cache_path))
+        return CachedTeacher(RuleTeacher(config.rule_listing_credit), TeacherCache(cache_path))
     backend_class = OpenAIBackend if config.backend == "openai" else AnthropicBackend
     backend = backend_class(
         config.model, config.api_key_env or _DEFAULT_KEY_ENV[config.backend], config.base_url or None, config.timeout_s

@@ -8,6 +8,11 @@ checked against the problem's scene, options and answer. Scores:
   0.2  an unfinished last sentence, even when its words so far are true;
   0.5  a neutral opening thought, or a true claim on a topic the solution does not need;
   1.0  a true claim on a topic of the gold solution, or the correct final answer.
+
+With `listing_credit="overlap"` a false listing of cells on a step of the solution scores the
+share of it that is right instead of 0.0 (the Jaccard index of the cells named and the right
+cells, in the spec's steps of 0.1), as an AI Teacher grading on the spec's 0.0-1.0 scale would
+score a listing that names two of three right cells.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ares_jax.config import RULE_LISTING_CREDITS
 from ares_jax.data.problem import Problem
 from ares_jax.data.prompts import strip_solution_tag
 from ares_jax.data.shapes import claims as C
@@ -30,7 +36,13 @@ DEFECT_PENALTY = 0.25
 
 
 class RuleTeacher(Teacher):
-    name = "rule"
+    def __init__(self, listing_credit: str = "exact"):
+        if listing_credit not in RULE_LISTING_CREDITS:
+            raise ValueError(f"listing_credit must be one of {RULE_LISTING_CREDITS}, got {listing_credit!r}")
+        # the name keys the Teacher cache: the two scorings never share cached scores
+        super().__init__()
+        self.name = "rule" if listing_credit == "exact" else f"rule-{listing_credit}"
+        self.listing_credit = listing_credit
 
     # ---- synchronous cores (the async interface wraps them) -------------------------------
 
@@ -54,16 +66,17 @@ class RuleTeacher(Teacher):
         return scene, check
 
     def sentence_scores(self, problem: Problem, sentences: Sequence[str]) -> list[float]:
-        _, check = self._facts(problem)
+        scene, check = self._facts(problem)
         relevant = {C.topic(claim) for claim in problem.extras.get("gold_claims", ())}
         repeated = repeated_sentences([strip_solution_tag(s) for s in sentences])
-        seen_claims, scores = set(), []
+        seen_claims, seen_topics, scores = set(), set(), []
         for sentence, is_repeat in zip(sentences, repeated):
             claim = C.parse(sentence)
             if is_repeat or claim is None or (claim in seen_claims and not isinstance(claim, C.Starter)):
                 score = 0.0
             elif not check(claim):
-                score = 0.0
+                score = self._partial_credit(claim, scene, relevant - seen_topics)
+                score = min(score, UNFINISHED_SCORE) if not is_finished(sentence) else score
             elif not is_finished(sentence):
                 score = UNFINISHED_SCORE
             elif isinstance(claim, C.Answer) or (not isinstance(claim, C.Starter) and C.topic(claim) in relevant):
@@ -72,8 +85,17 @@ class RuleTeacher(Teacher):
                 score = 0.5
             if claim is not None:
                 seen_claims.add(claim)
+                seen_topics.add(C.topic(claim))
             scores.append(score)
         return scores
+
+    def _partial_credit(self, claim, scene, open_steps) -> float:
+        """The score of a false claim: 0.0, or with overlap credit the right share of a listing
+        on a step of the solution not yet claimed (`open_steps`; a second try at one earns
+        nothing), rounded down to a tenth."""
+        if self.listing_credit == "overlap" and isinstance(claim, C.Listing) and C.topic(claim) in open_steps:
+            return float(np.floor(C.listing_overlap(claim, scene) * 10 + 1e-9) / 10)
+        return 0.0
 
     def corrected(self, problem: Problem, rationale: str) -> str:
         """The rationale with its errors corrected, as the spec's correction prompt asks, so that

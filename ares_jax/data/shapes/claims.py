@@ -318,6 +318,13 @@ def is_true(claim: Claim, scene: Scene, choices: Sequence[str], answer: int) -> 
     raise TypeError(f"not a claim: {claim!r}")
 
 
+def listing_overlap(claim: Listing, scene: Scene) -> float:
+    """How much of a listing is right: the Jaccard index of the cells it names and the cells that
+    hold such a shape (1.0 when both are empty; a cell named twice counts once)."""
+    listed, matching = set(claim.cells), set(scene.matching_cells(claim.size, claim.colour, claim.kind))
+    return len(listed & matching) / len(listed | matching) if listed | matching else 1.0
+
+
 def topic(claim: Claim):
     """What the claim is about; two claims on one topic support the same step of reasoning."""
     if isinstance(claim, Count):
