@@ -36,6 +36,7 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("rationale.steps=0", "rationale.steps must be positive"),
         ("model.dropout_rate=1.5", "model.dropout_rate must be in"),
         ("model.image_input=video", "model.image_input must be 'features' or 'pixels'"),
+        ("teacher.rule_listing_credit=half", "teacher.rule_listing_credit must be one of ('exact', 'overlap')"),
         ("data.shapes.kinds=[count,colouring]", "data.shapes.kinds: unknown ['colouring']"),
         ("rationale=3", "rationale is a section"),
         ("answer.warmup_steps=-1", "answer.warmup_steps and weight_decay must be >= 0"),
