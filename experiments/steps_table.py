@@ -6,7 +6,8 @@ every step of the gold solution with a true claim, and the answer accuracy with 
 Each file is an evaluation a run wrote (`eval/baseline.json`, `eval/rl_1_val_8.json`, ...: id,
 rationale, answer) or predict's JSON lines; the problems are regenerated from the config
 (`key=value` overrides as for a run; the split as the file's: `--split`). Also prints how the
-listings of cells miss: exactly right, cells missing, cells extra, both, none right.
+listings of cells miss (exactly right, cells missing, cells extra, both, none right) and the
+precision and recall of the cells they name.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ def listing_miss(claim: C.Listing, scene) -> str:
     return "both" if listed & right else "none right"
 
 
-def table(rows: list[dict], problems: dict) -> tuple[dict, Counter]:
-    """kind -> [made every step, right among them, the others, right among them]; listing misses."""
-    by_kind, misses = defaultdict(lambda: [0, 0, 0, 0]), Counter()
+def table(rows: list[dict], problems: dict) -> tuple[dict, Counter, Counter]:
+    """kind -> [made every step, right among them, the others, right among them]; listing misses;
+    cells: named, named and right, right (over all listings)."""
+    by_kind, misses, cells = defaultdict(lambda: [0, 0, 0, 0]), Counter(), Counter()
     for row in rows:
         problem = problems[row["id"]]
         scene = problem.extras["scene"]
@@ -58,8 +60,12 @@ def table(rows: list[dict], problems: dict) -> tuple[dict, Counter]:
         counts = by_kind[problem.extras["question_kind"]]
         counts[group] += 1
         counts[group + 1] += row["answer"] == problem.answer
-        misses.update(listing_miss(claim, scene) for claim in claims if isinstance(claim, C.Listing))
-    return dict(sorted(by_kind.items())), misses
+        for claim in claims:
+            if isinstance(claim, C.Listing):
+                misses[listing_miss(claim, scene)] += 1
+                named, right = set(claim.cells), set(scene.matching_cells(claim.size, claim.colour, claim.kind))
+                cells.update(named=len(named), named_right=len(named & right), right=len(right))
+    return dict(sorted(by_kind.items())), misses, cells
 
 
 def main(argv=None):
@@ -70,7 +76,7 @@ def main(argv=None):
     config = load_config_args(overrides)
     problems = {p.id: p for p in load_split(config.data, args.split)}
     for path in args.files:
-        by_kind, misses = table(read_rows(path), problems)
+        by_kind, misses, cells = table(read_rows(path), problems)
         print(f"\n{path} ({args.split})\n")
         print("| kind | every step made | accuracy then | the others | accuracy then |")
         print("|---|---|---|---|---|")
@@ -81,6 +87,10 @@ def main(argv=None):
             )
         total = sum(misses.values())
         print(f"\nlistings ({total}): " + ", ".join(f"{k} {v / total:.1%}" for k, v in misses.most_common()))
+        print(
+            f"cells named: precision {cells['named_right'] / max(cells['named'], 1):.2f}, "
+            f"recall {cells['named_right'] / max(cells['right'], 1):.2f}"
+        )
 
 
 if __name__ == "__main__":
