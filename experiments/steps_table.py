@@ -29,8 +29,8 @@ def read_rows(path: Path) -> list[dict]:
     return json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines()]
 
 
-def listing_miss(claim: C.Listing, scene) -> str:
-    listed, right = set(claim.cells), set(scene.matching_cells(claim.size, claim.colour, claim.kind))
+def listing_miss(listed: set, right: set) -> str:
+    """How the cells a listing names (`listed`) miss the cells that hold such a shape (`right`)."""
     if listed == right:
         return "exact"
     if listed < right:
@@ -62,8 +62,8 @@ def table(rows: list[dict], problems: dict) -> tuple[dict, Counter, Counter]:
         counts[group + 1] += row["answer"] == problem.answer
         for claim in claims:
             if isinstance(claim, C.Listing):
-                misses[listing_miss(claim, scene)] += 1
                 named, right = set(claim.cells), set(scene.matching_cells(claim.size, claim.colour, claim.kind))
+                misses[listing_miss(named, right)] += 1
                 cells.update(named=len(named), named_right=len(named & right), right=len(right))
     return dict(sorted(by_kind.items())), misses, cells
 

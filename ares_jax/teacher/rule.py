@@ -11,8 +11,8 @@ checked against the problem's scene, options and answer. Scores:
 
 With `listing_credit="overlap"` a false listing of cells on a step of the solution scores the
 share of it that is right instead of 0.0 (the Jaccard index of the cells named and the right
-cells, in the spec's steps of 0.1), as an AI Teacher grading on the spec's 0.0-1.0 scale would
-score a listing that names two of three right cells.
+cells, rounded down to the spec's steps of 0.1): a graded score, which the spec's 0.0-1.0 scale
+allows, where exact credit gives a listing naming two of three right cells nothing.
 """
 
 from __future__ import annotations
