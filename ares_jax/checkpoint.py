@@ -19,6 +19,8 @@ import contextlib
 import json
 import logging
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -41,17 +43,45 @@ class CheckpointSaveFailed(Exception):
 MANIFEST = "files.json"  # in each checkpoint folder: {relative path: size in bytes}
 
 
+ORBAX_LOGGERS = ("absl", "asyncio")  # orbax's error lines; asyncio's about its abandoned tasks
+
+
+def _is_closed_loop_report(report) -> bool:
+    """An unraisable error from tensorstore's write callbacks into the event loop orbax has
+    already closed (one per abandoned write of a failed save, each with a traceback)."""
+    return isinstance(report.exc_value, RuntimeError) and str(report.exc_value) == "Event loop is closed"
+
+
 @contextlib.contextmanager
 def _orbax_quiet():
-    """Orbax's log lines off: a failed save logs the same error from each of its threads (a
-    dozen lines); the error that reaches us says it once."""
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    """Orbax's reports off while it saves: a failed save logs the same error from each of its
+    threads (a dozen lines) and each abandoned write prints a traceback; the error that reaches
+    us says it once."""
+    loggers = [logging.getLogger(name) for name in ORBAX_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    hook = sys.unraisablehook
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    sys.unraisablehook = lambda report: None if _is_closed_loop_report(report) else hook(report)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        sys.unraisablehook = hook
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _quiet_abandoned_writes() -> None:
+    """After a failed save, for the rest of the process: orbax's threads go on failing after
+    `save` has returned (its metadata thread, tensorstore's callbacks, asyncio's "exception was
+    never retrieved" for each write when collected, often at exit), which would print hundreds of
+    lines after the run's one-line account. The run stops after a failed save, so nothing else
+    of orbax's is lost."""
+    for name in ORBAX_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda report: None if _is_closed_loop_report(report) else hook(report)
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
 
 
 def _reason(error: BaseException) -> str:
@@ -95,6 +125,7 @@ class Checkpointer:
                 self._manager.save(number, args=ocp.args.Composite(record=ocp.args.JsonSave(record), **arguments))
                 self._manager.wait_until_finished()
         except Exception as error:  # a full disk, an unwritable folder: orbax's temporary folder is left
+            _quiet_abandoned_writes()
             last = self._manager.latest_step()
             intact = f"checkpoint {last} is the latest and intact" if last else "no earlier checkpoint exists"
             raise CheckpointSaveFailed(
