@@ -144,6 +144,25 @@ class SFTConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RationaleConfig(SFTConfig):
+    """The baseline's rationale SFT (question + image -> gold rationale). A curriculum: its first
+    `first_steps` steps train only on problems whose kind (the built-in task's question kind) is
+    in `first_kinds`, the rest on all; e.g. count questions first, whose listings teach the
+    model to read the cells before the five-kind mixture."""
+
+    steps: int = 2000
+    first_kinds: tuple[str, ...] = ()
+    first_steps: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.first_steps < 0 or self.first_steps >= self.steps:
+            raise _FieldError(f"first_steps must be in [0, steps ({self.steps})), got {self.first_steps}")
+        if bool(self.first_kinds) != bool(self.first_steps):
+            raise _FieldError("first_kinds and first_steps go together: give both (a curriculum) or neither")
+
+
+@dataclasses.dataclass(frozen=True)
 class LoRAConfig:
     """A low-rank adapter on the rationale model's dense kernels named in `targets` (T5 names:
     q, k, v, o, wi, wo, wi_0, wi_1), instead of a full copy for the answer model. The paper:
@@ -434,7 +453,7 @@ class Config:
     baseline_from: str = ""
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    rationale: SFTConfig = dataclasses.field(default_factory=lambda: SFTConfig(steps=2000))
+    rationale: RationaleConfig = dataclasses.field(default_factory=RationaleConfig)
     answer: AnswerConfig = dataclasses.field(default_factory=AnswerConfig)
     rounds: int = 2  # of `method` (ares: RL -> correction -> SFT)
     rl: RLConfig = dataclasses.field(default_factory=RLConfig)

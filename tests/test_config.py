@@ -30,7 +30,10 @@ def test_defaults_yaml_then_overrides(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("rationale.stepz=3", "unknown key rationale.stepz; rationale has: batch_size, learning_rate"),
+        (
+            "rationale.stepz=3",
+            "unknown key rationale.stepz; rationale has: batch_size, first_kinds, first_steps, learning_rate",
+        ),
         ("bogus=1", "unknown key bogus"),
         ("rationale.steps=many", "rationale.steps must be an integer, got 'many'"),
         ("rationale.steps=0", "rationale.steps must be positive"),
@@ -39,6 +42,8 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("teacher.rule_listing_credit=half", "teacher.rule_listing_credit must be one of ('exact', 'overlap')"),
         ("data.shapes.kinds=[count,colouring]", "data.shapes.kinds: unknown ['colouring']"),
         ("rationale=3", "rationale is a section"),
+        ("rationale.first_steps=10", "rationale.first_kinds and first_steps go together"),
+        ("rationale.first_steps=2000", "rationale.first_steps must be in [0, steps (2000)), got 2000"),
         ("answer.warmup_steps=-1", "answer.warmup_steps and weight_decay must be >= 0"),
         ("answer.steps=10", "answer.warmup_steps (50) must be less than steps (10)"),
         ("teacher.backend=gpt", "teacher.backend must be one of ('rule', 'openai', 'anthropic'), got 'gpt'"),

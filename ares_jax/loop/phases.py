@@ -31,6 +31,7 @@ from ares_jax.models.lora import lora_labels
 from ares_jax.parallel import put_batch
 from ares_jax.profiling import StepWindow
 from ares_jax.rl import AdaptiveKLController
+from ares_jax.sft.curriculum import first_stage_problems
 from ares_jax.teacher.base import run_batch
 from ares_jax.text.fluency import drop_repeated_sentences
 from ares_jax.train_state import TrainState, set_hyperparams
@@ -39,11 +40,21 @@ LOG_EVERY = 25  # SFT steps between logged losses
 
 
 def train_sft(
-    run: Run, state: RunState, model: MultimodalT5, params, arrays: dict, sft: SFTConfig, curve: str, trainable=None
+    run: Run,
+    state: RunState,
+    model: MultimodalT5,
+    params,
+    arrays: dict,
+    sft: SFTConfig,
+    curve: str,
+    trainable=None,
+    first: tuple[int, dict] | None = None,
 ):
     """`sft.steps` jitted SFT steps on `arrays` from `params` (or from the phase's checkpoint);
     returns the trained params. `trainable`: labels "adapter"/"frozen" (LoRA), else all train.
-    Warmup then cosine decay to a tenth, computed here and set in the optimizer state per step."""
+    `first`: (steps, arrays) the first steps take their batches from instead (a curriculum).
+    Warmup then cosine decay to a tenth over all steps, computed here and set in the optimizer
+    state per step."""
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, sft.learning_rate, sft.warmup_steps, sft.steps, sft.learning_rate * 0.1
     )
@@ -61,7 +72,8 @@ def train_sft(
         disable=not run.primary,
     )
     for step in bar:
-        batch = put_batch(batch_at(arrays, sft.batch_size, seed, step), run.rows)
+        source = first[1] if first is not None and step < first[0] else arrays
+        batch = put_batch(batch_at(source, sft.batch_size, seed, step), run.rows)
         train_state = train_state.replace(
             opt_state=set_hyperparams(
                 train_state.opt_state, learning_rate=float(schedule(step)), weight_decay=sft.weight_decay
@@ -92,18 +104,22 @@ def _rationale_arrays(run: Run, problems, targets=None) -> dict:
 
 
 def rationale_sft(run: Run, state: RunState) -> None:
-    """Baseline stage 1 (MM-CoT): the rationale model learns the gold rationales."""
+    """Baseline stage 1 (MM-CoT): the rationale model learns the gold rationales (the first
+    `rationale.first_steps` on the problems of `rationale.first_kinds` only)."""
     params = run.initial_policy
     if params is None:
         params = init_params(run.policy_model, jax.random.key(run.config.seed))
+    rationale = run.config.rationale
+    first_problems = first_stage_problems(run.train, rationale)
     state.models.policy = train_sft(
         run,
         state,
         run.policy_model,
         params,
         _rationale_arrays(run, run.train),
-        run.config.rationale,
+        rationale,
         "rationale_sft/loss",
+        first=(rationale.first_steps, _rationale_arrays(run, first_problems)) if first_problems else None,
     )
 
 
