@@ -1,5 +1,6 @@
 """The rationale SFT's curriculum (`rationale.first_kinds` / `first_steps`): which problems its
-first steps see, and the start-up error when the training split has none of them."""
+first steps see, and the start-up error when the training split has none of them (a run with a
+curriculum: tests/test_loop.py, the baseline-only run)."""
 
 from collections import Counter
 
@@ -7,7 +8,6 @@ from conftest import TINY_SHAPES_RUN
 
 from ares_jax.config import RationaleConfig
 from ares_jax.data.shapes import ShapesTaskConfig, make_split
-from ares_jax.loop import phases
 from ares_jax.main import main
 from ares_jax.sft.curriculum import first_stage_problems
 
@@ -31,18 +31,3 @@ def test_a_curriculum_without_its_problems_stops_at_start_up_naming_the_key(tmp_
     assert "bad configuration: rationale.first_kinds ['count']: 0 training problems, fewer than one batch (8)" in err
     assert "the training split's kinds: lookup (64)" in err
     assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before anything was written
-
-
-def test_the_first_steps_train_on_the_chosen_kind_only(tmp_path, monkeypatch):
-    rows_seen = []  # per rationale SFT step: the examples the batch was drawn from
-    real_batch_at = phases.batch_at
-
-    def recording_batch_at(arrays, batch_size, seed, step):
-        rows_seen.append(len(arrays["input_ids"]))
-        return real_batch_at(arrays, batch_size, seed, step)
-
-    monkeypatch.setattr(phases, "batch_at", recording_batch_at)
-    args = [f"workdir={tmp_path}", *TINY_SHAPES_RUN, "rounds=0", "rationale.steps=6"]
-    assert main([*args, "rationale.first_kinds=[count]", "rationale.first_steps=4"]) == 0
-    count = sum(p.extras["question_kind"] == "count" for p in TRAIN)  # the run's 64 training problems
-    assert rows_seen[:6] == [count] * 4 + [64] * 2  # then the answer SFT, on all 64
