@@ -46,42 +46,44 @@ MANIFEST = "files.json"  # in each checkpoint folder: {relative path: size in by
 ORBAX_LOGGERS = ("absl", "asyncio")  # orbax's error lines; asyncio's about its abandoned tasks
 
 
-def _is_closed_loop_report(report) -> bool:
-    """An unraisable error from tensorstore's write callbacks into the event loop orbax has
-    already closed (one per abandoned write of a failed save, each with a traceback)."""
-    return isinstance(report.exc_value, RuntimeError) and str(report.exc_value) == "Event loop is closed"
+def _without_closed_loop_reports(hook):
+    """`sys.unraisablehook` `hook`, less the errors of tensorstore's write callbacks into the
+    event loop orbax has already closed (one per abandoned write of a failed save, each with a
+    traceback)."""
+
+    def filtered(report):
+        if not (isinstance(report.exc_value, RuntimeError) and str(report.exc_value) == "Event loop is closed"):
+            hook(report)
+
+    return filtered
 
 
 @contextlib.contextmanager
 def _orbax_quiet():
     """Orbax's reports off while it saves: a failed save logs the same error from each of its
     threads (a dozen lines) and each abandoned write prints a traceback; the error that reaches
-    us says it once."""
+    us says it once. After a failed save they stay off for the rest of the process: orbax's
+    threads go on failing after `save` has returned (its metadata thread, tensorstore's
+    callbacks, asyncio's "exception was never retrieved" for each write as it is collected, often
+    at exit), hundreds of lines after the run's one-line account. The run stops after a failed
+    save, so nothing else of orbax's is lost."""
     loggers = [logging.getLogger(name) for name in ORBAX_LOGGERS]
     levels = [logger.level for logger in loggers]
     hook = sys.unraisablehook
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)
-    sys.unraisablehook = lambda report: None if _is_closed_loop_report(report) else hook(report)
+    sys.unraisablehook = _without_closed_loop_reports(hook)
+    saved = False
     try:
         yield
+        saved = True
     finally:
-        sys.unraisablehook = hook
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
-def _quiet_abandoned_writes() -> None:
-    """After a failed save, for the rest of the process: orbax's threads go on failing after
-    `save` has returned (its metadata thread, tensorstore's callbacks, asyncio's "exception was
-    never retrieved" for each write when collected, often at exit), which would print hundreds of
-    lines after the run's one-line account. The run stops after a failed save, so nothing else
-    of orbax's is lost."""
-    for name in ORBAX_LOGGERS:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    hook = sys.unraisablehook
-    sys.unraisablehook = lambda report: None if _is_closed_loop_report(report) else hook(report)
-    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+        if saved:
+            sys.unraisablehook = hook
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+        else:
+            warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
 
 
 def _reason(error: BaseException) -> str:
@@ -125,7 +127,6 @@ class Checkpointer:
                 self._manager.save(number, args=ocp.args.Composite(record=ocp.args.JsonSave(record), **arguments))
                 self._manager.wait_until_finished()
         except Exception as error:  # a full disk, an unwritable folder: orbax's temporary folder is left
-            _quiet_abandoned_writes()
             last = self._manager.latest_step()
             intact = f"checkpoint {last} is the latest and intact" if last else "no earlier checkpoint exists"
             raise CheckpointSaveFailed(
