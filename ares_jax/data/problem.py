@@ -42,5 +42,10 @@ class Problem:
             raise ValueError(f"problem {self.id!r}: answer index {self.answer} outside its {len(self.choices)} choices")
 
     @property
+    def kind(self) -> str:
+        """The question's kind (the built-in task's count, lookup, ...); "all" for sources without one."""
+        return self.extras.get("question_kind", "all")
+
+    @property
     def answer_letter(self) -> str:
         return chr(ord("A") + self.answer)

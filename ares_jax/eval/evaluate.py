@@ -37,7 +37,7 @@ def evaluate(
     scored = [s for s in scores if s is not None]
     by_kind: dict[str, list[bool]] = {}
     for p, a in zip(problems, answers):
-        by_kind.setdefault(p.extras.get("question_kind", "all"), []).append(a == p.answer)
+        by_kind.setdefault(p.kind, []).append(a == p.answer)
     benchmark = {}  # the field's standard table where the problems are ScienceQA's or A-OKVQA's
     if (table := scienceqa_table(problems, answers)) is not None:
         benchmark["scienceqa"] = table
