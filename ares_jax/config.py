@@ -192,6 +192,9 @@ class AnswerConfig(SFTConfig):
     lora: LoRAConfig = dataclasses.field(default_factory=LoRAConfig)
 
 
+KEEP_BEST = ("", "sentence_score", "accuracy")  # rl.keep_best: by which validation measure
+
+
 @dataclasses.dataclass(frozen=True)
 class RLConfig:
     """The rollouts of one RL round (the PPO math is the `ppo` section). Each round samples
@@ -218,6 +221,10 @@ class RLConfig:
     # first advantages. They count in the round's batches, and leave the policy at least one.
     # Not with ppo.advantage=group, whose advantages do not read the value model.
     value_warmup_batches: int = 2
+    # Model selection on the validation split: each round ends with its policy at the greedy
+    # validation point (every `eval_every` batches, the start included) that is best by this
+    # measure, 'sentence_score' or 'accuracy'; '' ends with the last policy (the paper's method).
+    keep_best: str = ""
 
     @property
     def optimizer_steps(self) -> int:
@@ -245,6 +252,8 @@ class RLConfig:
             raise _FieldError(
                 "weight_decay, kl_target, eval_every, val_questions and value_warmup_batches must be >= 0"
             )
+        if self.keep_best not in KEEP_BEST:
+            raise _FieldError(f"keep_best must be one of {KEEP_BEST}, got {self.keep_best!r}")
         if self.questions_per_round % self.prompts_per_rollout:
             raise _FieldError(
                 f"questions_per_round ({self.questions_per_round}) must be a multiple of "

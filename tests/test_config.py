@@ -53,6 +53,7 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("seed", "not key=value"),
         ("ppo.clip_range=1.5", "ppo.clip_range must be in (0, 1)"),
         ("rl.questions_per_round=100", "rl.questions_per_round (100) must be a multiple of prompts_per_rollout (64)"),
+        ("rl.keep_best=loss", "rl.keep_best must be one of ('', 'sentence_score', 'accuracy'), got 'loss'"),
         ("rl.minibatch_size=48", "rl.minibatch_size (48) must divide prompts_per_rollout x k_samples (256)"),
         ("rounds=-1", "rounds must be >= 0"),
         (

@@ -131,10 +131,12 @@ def _rl_settings_lines(config: dict) -> list[str]:
         if rl["value_warmup_batches"]:
             estimator += f", warmed up alone on the first {rl['value_warmup_batches']} rollout batches"
     whitened = "whitened" if ppo["whiten_advantages"] else "not whitened"
+    kept = rl.get("keep_best", "")  # absent from the reports of older versions
+    ending = f"; each round ends with its policy of best validation {kept.replace('_', ' ')}" if kept else ""
     return [
         f"RL: rewards at {ppo['reward_placement']} ends, {estimator}, advantages {whitened}, "
         f"KL coefficient {ppo['kl_coef']}, learning rate {rl['learning_rate']}, {rl['epochs']} PPO epochs "
-        f"per rollout batch, sampling temperature {rl['temperature']}.",
+        f"per rollout batch, sampling temperature {rl['temperature']}{ending}.",
         "",
         *_correction_settings_lines(config),
     ]

@@ -294,6 +294,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
                 "(rl.value_warmup_batches)"
             )
         validation(run, state, train_state.params["policy"], name, 0)
+        _keep_if_best(run, state, name, train_state.params["policy"])
     bar = tqdm(
         range(state.step, batches),
         desc=f"{name} rollouts",
@@ -319,6 +320,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
         _log_rollout_batch(run, state, name, batch, metrics)
         if (rl.eval_every and state.step % rl.eval_every == 0) or state.step == batches:
             validation(run, state, train_state.params["policy"], name, state.step)
+            _keep_if_best(run, state, name, train_state.params["policy"])
         bar.set_postfix(score=f"{metrics['sentence_score']:.3f}", kl=f"{metrics['kl']:.3f}", refresh=False)
         if _checkpoint_due(batch, len(step_metrics), config.checkpoint.every_steps) and state.step < batches:
             run.save(state, train_state)
@@ -329,6 +331,25 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     state.models.reference = None
     curve = state.results["curves"][f"{name}/sentence_score"]
     run.log(f"{name}: {batches} rollout batches; Teacher's mean sentence score {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")
+    if state.models.best is not None:
+        measure = f"val_{rl.keep_best}"
+        at, value = max(state.results["curves"][f"{name}/{measure}"], key=lambda point: point[1])
+        run.log(
+            f"{name}: the round ends with its policy after {at} rollout batches, {measure} {value:.3f} (rl.keep_best)"
+        )
+        state.models.policy, state.models.best = state.models.best, None
+
+
+def _keep_if_best(run: Run, state: RunState, name: str, policy) -> None:
+    """With `rl.keep_best`: after a validation point of round `name`, a copy of `policy` as
+    `state.models.best` when the point is the round's best so far by the measure (the earlier
+    point on a tie)."""
+    measure = run.config.rl.keep_best
+    if not measure or not run.val:
+        return
+    points = [value for _, value in state.results["curves"][f"{name}/val_{measure}"]]
+    if len(points) == 1 or points[-1] > max(points[:-1]):
+        state.models.best = copy_tree(policy)
 
 
 def _ppo_epochs(

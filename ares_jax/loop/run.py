@@ -113,6 +113,14 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
     test = load_split(config.data, config.data.test_split, log)
     val = load_split(config.data, config.data.val_split, log) if config.data.val_split and config.rounds else []
     first_stage_problems(train, config.rationale)  # a curriculum without its problems stops here
+    if config.rl.keep_best and config.rounds and config.method != "sft_more":
+        if not val:
+            raise ConfigError("rl.keep_best selects on the validation split, and data.val_split is ''")
+        if config.data.val_split == config.data.test_split:
+            raise ConfigError(
+                f"rl.keep_best selects on data.val_split, which is the test split ({config.data.test_split}): "
+                "the test figures would no longer be held out"
+            )
     if val and config.data.val_split == config.data.test_split:
         log(f"note: data.val_split is the test split ({config.data.test_split}): RL progress is measured on test")
     workdir = Path(config.workdir)

@@ -1,6 +1,6 @@
 """What a run carries from phase to phase, and how it survives interruption.
 
-`RunState`: the run's parameters by name (policy, answer, value, reference) and its position
+`RunState`: the run's parameters by name (policy, answer, value, reference, best) and its position
 (phase, step inside it), the adaptive KL coefficient and the results so far (JSON). `Run`: the
 fixed things of a run (config, data, tokenizer, models, Teacher) plus checkpoints, metric logs
 and the stop signal. Random keys are derived from the seed and the position (phase, step), so
@@ -114,6 +114,7 @@ class Models:
     answer: Any = None  # question + rationale -> answer (the baseline's answer SFT)
     value: Any = None  # the critic, V: the policy's trunk with a value head (from RL round 1 on)
     reference: Any = None  # pi_ref: the policy as the current RL round started (during the round)
+    best: Any = None  # with rl.keep_best: the round's policy at its best validation point so far
 
     def named(self) -> dict:
         """{role: params} of the models that exist."""
@@ -379,6 +380,7 @@ class Run:
         return {
             "policy": self.policy_model,
             "reference": self.policy_model,
+            "best": self.policy_model,
             "value": self.value_model,
             "answer": self.answer_model,
         }[name]

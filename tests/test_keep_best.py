@@ -1,0 +1,87 @@
+"""`rl.keep_best`: an RL round ends with its policy at the best greedy validation point (model
+selection on the validation split), and the start-up errors when there is no validation split to
+select on, or it is the test split."""
+
+import json
+from types import SimpleNamespace
+
+import jax.numpy as jnp
+import pytest
+from conftest import TINY_SHAPES_RUN
+
+from ares_jax.config import load_config_args
+from ares_jax.loop.phases import _keep_if_best
+from ares_jax.loop.state import RunState
+from ares_jax.main import main
+from ares_jax.predict import main as predict
+
+# A high learning rate moves the tiny policy far between validation points, so the policies of
+# the round's points write different rationales (checked, not assumed). The tiny model scores 0 at
+# every point, so the best is the first (ties keep the earlier point): the round returns to its
+# start. A best point inside the round: the scripted test below.
+RUN = [
+    *TINY_SHAPES_RUN,
+    "method=rl_only",
+    "rationale.steps=60",
+    "rationale.learning_rate=0.01",
+    "rl.questions_per_round=24",
+    "rl.eval_every=1",
+    "rl.epochs=1",
+    "rl.learning_rate=0.01",
+    "rl.value_warmup_batches=0",
+    "rl.keep_best=sentence_score",
+]
+
+
+def test_the_round_ends_with_its_best_validation_policy(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    assert main([f"workdir={workdir}", *RUN]) == 0
+    log = capsys.readouterr().out
+    report = json.loads((workdir / "report.json").read_text())
+    points = report["curves"]["rl_1/val_sentence_score"]
+    assert [at for at, _ in points] == [0, 1, 2, 3]
+    best_at, best = max(points, key=lambda point: point[1])  # the first of equal bests
+    assert f"rl_1: the round ends with its policy after {best_at} rollout batches, val_sentence_score {best:.3f}" in log
+    assert "each round ends with its policy of best validation sentence score" in (workdir / "report.md").read_text()
+
+    def rationales(path):
+        return {line["id"]: line["rationale"] for line in map(json.loads, path.read_text().splitlines())}
+
+    # the policy after the round (its checkpoint, as export and predict read it) writes on the
+    # validation split exactly what the best point's policy wrote there
+    out = tmp_path / "after_rl.jsonl"
+    assert predict([f"workdir={workdir}", "phase=rl_1", "split=val", f"out={out}"]) == 0
+    after = rationales(out)
+    written = {at: json.loads((workdir / "eval" / f"rl_1_val_{at}.json").read_text()) for at, _ in points}
+    assert after == {r["id"]: r["rationale"] for r in written[best_at]}
+    others = [at for at, _ in points if at != best_at]
+    assert any(after != {r["id"]: r["rationale"] for r in written[at]} for at in others)
+
+
+def test_the_best_point_so_far_is_kept_and_ties_keep_the_earlier():
+    config = load_config_args(["rl.keep_best=accuracy"])
+    run, state = SimpleNamespace(config=config, val=["a problem"]), RunState()
+    kept = []
+    for at, (accuracy, score) in enumerate(
+        [(0.50, 0.9), (0.625, 0.1), (0.5, 0.9), (0.625, 0.9), (0.75, 0.2), (0.25, 1.0)]
+    ):
+        state.add_point("rl_1/val_accuracy", at, accuracy)
+        state.add_point("rl_1/val_sentence_score", at, score)
+        _keep_if_best(run, state, "rl_1", {"w": jnp.full((2,), at)})
+        kept.append(int(state.models.best["w"][0]))
+    assert kept == [0, 1, 1, 1, 4, 4]  # by accuracy, not by sentence score
+    _keep_if_best(SimpleNamespace(config=load_config_args([]), val=["a problem"]), state, "rl_1", {"w": jnp.ones(2)})
+    assert int(state.models.best["w"][0]) == 4  # keep_best '' copies nothing
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("data.val_split=", "rl.keep_best selects on the validation split, and data.val_split is ''"),
+        ("data.val_split=test", "rl.keep_best selects on data.val_split, which is the test split (test)"),
+    ],
+)
+def test_keep_best_without_a_held_out_split_stops_at_start_up(tmp_path, capsys, setting, message):
+    assert main([f"workdir={tmp_path / 'run'}", *RUN, setting]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()
