@@ -27,7 +27,9 @@ from ares_jax.eval.report import validation_summary  # noqa: E402
 def figures(workdir: str) -> tuple[dict, dict]:
     """(reproduce.py's figures of the run, its greedy validation figures after each phase)."""
     report = json.loads((Path(workdir) / "report.json").read_text())
-    return arm_figures(report, config_from_dict(report["config"])), validation_summary(report["curves"])
+    return arm_figures(report, config_from_dict(report["config"])), validation_summary(
+        report["curves"], report.get("kept_best")
+    )
 
 
 def main() -> None:

@@ -35,7 +35,8 @@ def row(workdir: pathlib.Path) -> str:
 
 
 def phase_row(workdir: pathlib.Path) -> str:
-    summary = validation_summary(json.loads((workdir / "report.json").read_text())["curves"])
+    report = json.loads((workdir / "report.json").read_text())
+    summary = validation_summary(report["curves"], report.get("kept_best"))
     return (
         f"| {workdir.name} | "
         + " | ".join(f"{phase} {m['accuracy']:.1%} / {m['sentence_score']:.3f}" for phase, m in summary.items())

@@ -10,6 +10,7 @@ import pytest
 from conftest import TINY_SHAPES_RUN
 
 from ares_jax.config import load_config_args
+from ares_jax.eval.report import validation_summary
 from ares_jax.loop.phases import _keep_if_best
 from ares_jax.loop.state import RunState
 from ares_jax.main import main
@@ -43,6 +44,9 @@ def test_the_round_ends_with_its_best_validation_policy(tmp_path, capsys):
     best_at, best = max(points, key=lambda point: point[1])  # the first of equal bests
     assert f"rl_1: the round ends with its policy after {best_at} rollout batches, val_sentence_score {best:.3f}" in log
     assert "each round ends with its policy of best validation sentence score" in (workdir / "report.md").read_text()
+    assert report["kept_best"] == {"rl_1": best_at}
+    accuracy = dict(map(tuple, report["curves"]["rl_1/val_accuracy"]))
+    assert report["validation"]["rl_1"]["accuracy"] == accuracy[best_at]  # the kept point, not the last
 
     def rationales(path):
         return {line["id"]: line["rationale"] for line in map(json.loads, path.read_text().splitlines())}
@@ -72,6 +76,27 @@ def test_the_best_point_so_far_is_kept_and_ties_keep_the_earlier():
     assert kept == [0, 1, 1, 1, 4, 4]  # by accuracy, not by sentence score
     _keep_if_best(SimpleNamespace(config=load_config_args([]), val=["a problem"]), state, "rl_1", {"w": jnp.ones(2)})
     assert int(state.models.best["w"][0]) == 4  # keep_best '' copies nothing
+
+
+def test_the_validation_table_shows_the_kept_point_of_a_round():
+    curves = {
+        "rl_1/val_accuracy": [[0, 0.50], [2, 0.60], [4, 0.55]],
+        "rl_2/val_accuracy": [[0, 0.60], [2, 0.40], [4, 0.45]],
+        "sft_2/val_accuracy": [[150, 0.58]],
+    }
+    assert validation_summary(curves) == {
+        "baseline": {"accuracy": 0.50},
+        "rl_1": {"accuracy": 0.55},
+        "rl_2": {"accuracy": 0.45},
+        "sft_2": {"accuracy": 0.58},
+    }
+    kept = validation_summary(curves, {"rl_1": 2, "rl_2": 0})
+    assert kept == {
+        "baseline": {"accuracy": 0.50},
+        "rl_1": {"accuracy": 0.60},
+        "rl_2": {"accuracy": 0.60},
+        "sft_2": {"accuracy": 0.58},
+    }
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,8 @@ def build_report(
             "by_phase": results["teacher_by_phase"],
             "validation_requests": results.get("teacher_validation", {}),
         },
-        "validation": validation_summary(results["curves"]),
+        "validation": validation_summary(results["curves"], results.get("kept_best")),
+        "kept_best": results.get("kept_best", {}),  # rl.keep_best: the rollout batch each round's policy is from
         "seconds": seconds,
         "config": config,
         "examples": [
@@ -80,15 +81,18 @@ def build_report(
     }
 
 
-def validation_summary(curves: dict) -> dict:
+def validation_summary(curves: dict, kept_best: dict | None = None) -> dict:
     """The greedy model on the validation split after each phase that measured it, in run order:
     {"baseline": {metric: value}, "rl_1": ..., "sft_1": ...}. The baseline is the first RL or gold
-    round's start point (`<phase>/val_*` at 0); every phase's row is its last point."""
+    round's start point (`<phase>/val_*` at 0); every phase's row is its last point, or for an RL
+    round in `kept_best` ({phase: rollout batches}, `rl.keep_best`) the point whose policy it kept."""
+    kept_best = kept_best or {}
     by_phase: dict = {}
     for name, points in curves.items():
         phase, _, metric = name.partition("/")
         if metric.startswith("val_") and points:
-            by_phase.setdefault(phase, {})[metric[len("val_") :]] = (points[0], points[-1])
+            end = next(p for p in points if p[0] == kept_best[phase]) if phase in kept_best else points[-1]
+            by_phase.setdefault(phase, {})[metric[len("val_") :]] = (points[0], end)
     summary: dict = {}
     for phase, metrics in by_phase.items():
         first = next(iter(metrics.values()))[0]

@@ -337,6 +337,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
         run.log(
             f"{name}: the round ends with its policy after {at} rollout batches, {measure} {value:.3f} (rl.keep_best)"
         )
+        state.results.setdefault("kept_best", {})[name] = at
         state.models.policy, state.models.best = state.models.best, None
 
 
