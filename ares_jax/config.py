@@ -224,6 +224,7 @@ class RLConfig:
     # Model selection on the validation split: each round ends with its policy at the greedy
     # validation point (every `eval_every` batches, the start included) that is best by this
     # measure, 'sentence_score' or 'accuracy'; '' ends with the last policy (the paper's method).
+    # It holds one more copy of the policy's parameters, in memory and in the round's checkpoints.
     keep_best: str = ""
 
     @property

@@ -267,7 +267,8 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     rounds. The phase's step counter (`state.step`) counts rollout batches.
 
     Per rollout batch: collect (sample, Teacher scores, advantages: `collect_rollout`), PPO epochs
-    over the buffer, log, validate every `rl.eval_every` batches, checkpoint."""
+    over the buffer, log, validate every `rl.eval_every` batches, checkpoint. With `rl.keep_best`
+    the round ends with its policy at its best validation point (the value model as trained)."""
     config, rl = run.config, run.config.rl
     questions = _questions(run, rl.questions_per_round, round_index, 0)
     batches = len(questions) // rl.prompts_per_rollout
