@@ -5,10 +5,13 @@ select on, or it is the test split."""
 import json
 from types import SimpleNamespace
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from conftest import TINY_SHAPES_RUN
 
+from ares_jax.checkpoint import Checkpointer
 from ares_jax.config import load_config_args
 from ares_jax.eval.report import validation_summary
 from ares_jax.loop.phases import _keep_if_best
@@ -31,6 +34,8 @@ RUN = [
     "rl.learning_rate=0.01",
     "rl.value_warmup_batches=0",
     "rl.keep_best=sentence_score",
+    "checkpoint.every_steps=2",  # a checkpoint inside the round, which must hold the kept copy
+    "checkpoint.keep=100",
 ]
 
 
@@ -60,6 +65,18 @@ def test_the_round_ends_with_its_best_validation_policy(tmp_path, capsys):
     assert after == {r["id"]: r["rationale"] for r in written[best_at]}
     others = [at for at, _ in points if at != best_at]
     assert any(after != {r["id"]: r["rationale"] for r in written[at]} for at in others)
+
+    # a checkpoint inside the round holds the kept copy (a resumed round keeps it), and the
+    # round's end hands that copy on as the policy
+    checkpoints = Checkpointer(workdir / "checkpoints", keep=100, read_only=True)
+    inside = [
+        n for n in checkpoints.numbers() if checkpoints.record(n)["phase"] == "rl_1" and checkpoints.record(n)["step"]
+    ]
+    assert inside and all("best" in checkpoints.record(n)["trees"] for n in inside)
+    assert all("best" not in checkpoints.record(n)["trees"] for n in checkpoints.numbers() if n not in inside)
+    kept = checkpoints.restore("best", None, inside[-1])
+    final = checkpoints.restore("policy", None, checkpoints.numbers()[-1])
+    jax.tree_util.tree_map(np.testing.assert_array_equal, kept, final)
 
 
 def test_the_best_point_so_far_is_kept_and_ties_keep_the_earlier():
