@@ -69,11 +69,10 @@ def test_the_round_ends_with_its_best_validation_policy(tmp_path, capsys):
     # a checkpoint inside the round holds the kept copy (a resumed round keeps it), and the
     # round's end hands that copy on as the policy
     checkpoints = Checkpointer(workdir / "checkpoints", keep=100, read_only=True)
-    inside = [
-        n for n in checkpoints.numbers() if checkpoints.record(n)["phase"] == "rl_1" and checkpoints.record(n)["step"]
-    ]
-    assert inside and all("best" in checkpoints.record(n)["trees"] for n in inside)
-    assert all("best" not in checkpoints.record(n)["trees"] for n in checkpoints.numbers() if n not in inside)
+    records = {n: checkpoints.record(n) for n in checkpoints.numbers()}
+    inside = [n for n, record in records.items() if record["phase"] == "rl_1" and record["step"]]
+    assert inside and all("best" in records[n]["trees"] for n in inside)
+    assert all("best" not in record["trees"] for n, record in records.items() if n not in inside)
     kept = checkpoints.restore("best", None, inside[-1])
     final = checkpoints.restore("policy", None, checkpoints.numbers()[-1])
     jax.tree_util.tree_map(np.testing.assert_array_equal, kept, final)
@@ -90,6 +89,7 @@ def test_the_best_point_so_far_is_kept_and_ties_keep_the_earlier():
         state.add_point("rl_1/val_sentence_score", at, score)
         _keep_if_best(run, state, "rl_1", {"w": jnp.full((2,), at)})
         kept.append(int(state.models.best["w"][0]))
+        assert state.results["kept_best"] == {"rl_1": kept[-1]}
     assert kept == [0, 1, 1, 1, 4, 4]  # by accuracy, not by sentence score
     _keep_if_best(SimpleNamespace(config=load_config_args([]), val=["a problem"]), state, "rl_1", {"w": jnp.ones(2)})
     assert int(state.models.best["w"][0]) == 4  # keep_best '' copies nothing

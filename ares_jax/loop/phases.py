@@ -333,25 +333,27 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     curve = state.results["curves"][f"{name}/sentence_score"]
     run.log(f"{name}: {batches} rollout batches; Teacher's mean sentence score {curve[0][1]:.3f} -> {curve[-1][1]:.3f}")
     if state.models.best is not None:
-        measure = f"val_{rl.keep_best}"
-        at, value = max(state.results["curves"][f"{name}/{measure}"], key=lambda point: point[1])
+        measure, at = f"val_{rl.keep_best}", state.results["kept_best"][name]
+        value = dict(map(tuple, state.results["curves"][f"{name}/{measure}"]))[at]
         run.log(
             f"{name}: the round ends with its policy after {at} rollout batches, {measure} {value:.3f} (rl.keep_best)"
         )
-        state.results.setdefault("kept_best", {})[name] = at
         state.models.policy, state.models.best = state.models.best, None
 
 
 def _keep_if_best(run: Run, state: RunState, name: str, policy) -> None:
     """With `rl.keep_best`: after a validation point of round `name`, a copy of `policy` as
-    `state.models.best` when the point is the round's best so far by the measure (the earlier
-    point on a tie)."""
+    `state.models.best`, and the point's rollout batch as `results["kept_best"][name]`, when the
+    point is the round's best so far by the measure (the earlier point on a tie). Both are saved
+    with the round's checkpoints."""
     measure = run.config.rl.keep_best
     if not measure or not run.val:
         return
-    points = [value for _, value in state.results["curves"][f"{name}/val_{measure}"]]
-    if len(points) == 1 or points[-1] > max(points[:-1]):
+    points = state.results["curves"][f"{name}/val_{measure}"]
+    values = [value for _, value in points]
+    if len(values) == 1 or values[-1] > max(values[:-1]):
         state.models.best = copy_tree(policy)
+        state.results.setdefault("kept_best", {})[name] = points[-1][0]
 
 
 def _ppo_epochs(
