@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+TEST_WORKERS ?= 2  # pytest-xdist processes; each test file runs whole in one of them
 
 .PHONY: run test bench reproduce clean-venv
 
@@ -24,7 +25,7 @@ run: $(VENV)/.installed-base
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q tests $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests $(ARGS)
 
 reproduce: $(VENV)/.installed-base
 	$(PY) experiments/reproduce.py $(ARGS)

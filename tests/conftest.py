@@ -55,6 +55,26 @@ TINY_SHAPES_RUN = [
 ]
 
 
+# `make test` spreads whole test files over 2 processes (pytest-xdist, `--dist loadfile`), handing
+# out files in collection order; these take a minute or more each and go first, so that none of
+# them is left to run alone at the end.
+LONG_FILES_FIRST = (
+    "test_loop.py",
+    "test_multihost_loop.py",
+    "test_parallel.py",
+    "test_sft.py",
+    "test_loop_scienceqa.py",
+    "test_reproduce.py",
+    "test_step_report.py",
+    "test_keep_best.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONG_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its order
+
+
 def xla_flags(*flags: str) -> str:
     """XLA_FLAGS for a test's subprocess: this session's flags plus `flags`."""
     return " ".join([os.environ["XLA_FLAGS"], *flags])
