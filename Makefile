@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
-TEST_WORKERS ?= 2  # pytest-xdist processes; each test file runs whole in one of them
+# pytest-xdist processes for `make test`; each test file runs whole in one of them
+TEST_WORKERS ?= 2
 
 .PHONY: run test bench reproduce clean-venv
 
