@@ -55,9 +55,9 @@ TINY_SHAPES_RUN = [
 ]
 
 
-# `make test` spreads whole test files over 2 processes (pytest-xdist, `--dist loadfile`), handing
-# out files in collection order; these take a minute or more each and go first, so that none of
-# them is left to run alone at the end.
+# `make test` spreads whole test files over `TEST_WORKERS` processes (pytest-xdist, `--dist
+# loadfile --no-loadscope-reorder`: files handed out in collection order); these take a minute or
+# more each and go first, so that none of them is left to run alone at the end.
 LONG_FILES_FIRST = (
     "test_loop.py",
     "test_multihost_loop.py",
