@@ -66,6 +66,9 @@ class DataConfig:
         default_factory=lambda: ShapesTaskConfig(train_size=4000, val_size=1000, test_size=500)
     )
     vocab_size: int = 600  # of the BPE tokenizer built from the training corpus
+    # the first N training problems keep their gold rationale for the SFT stages (0: all); RL and
+    # the corrections ask about every training question (the Teacher needs only the answer)
+    gold_rationales: int = 0
 
     def __post_init__(self):
         if self.source not in DATA_SOURCES:
@@ -78,6 +81,8 @@ class DataConfig:
                 f"(see configs/scienceqa_base.yaml)"
             )
         _positive(self, "vocab_size")
+        if self.gold_rationales < 0:
+            raise _FieldError(f"gold_rationales must be 0 (all) or positive, got {self.gold_rationales}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,6 +41,7 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("model.image_input=video", "model.image_input must be 'features' or 'pixels'"),
         ("teacher.rule_listing_credit=half", "teacher.rule_listing_credit must be one of ('exact', 'overlap')"),
         ("data.shapes.kinds=[count,colouring]", "data.shapes.kinds: unknown ['colouring']"),
+        ("data.gold_rationales=-5", "data.gold_rationales must be 0 (all) or positive, got -5"),
         ("rationale=3", "rationale is a section"),
         ("rationale.first_steps=10", "rationale.first_kinds and first_steps go together"),
         ("rationale.first_steps=2000", "rationale.first_steps must be in [0, steps (2000)), got 2000"),

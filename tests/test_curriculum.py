@@ -1,15 +1,18 @@
-"""The rationale SFT's curriculum (`rationale.first_kinds` / `first_steps`): which problems its
-first steps see, and the start-up error when the training split has none of them (a run with a
+"""Which training problems the SFT stages see: the rationale SFT's curriculum
+(`rationale.first_kinds` / `first_steps`) and the problems with a gold rationale
+(`data.gold_rationales`), with the start-up errors when the training split lacks them (a run with a
 curriculum: tests/test_loop.py, the baseline-only run)."""
 
+import json
 from collections import Counter
 
+import pytest
 from conftest import TINY_SHAPES_RUN
 
-from ares_jax.config import RationaleConfig
+from ares_jax.config import ConfigError, DataConfig, RationaleConfig
 from ares_jax.data.shapes import ShapesTaskConfig, make_split
 from ares_jax.main import main
-from ares_jax.sft.curriculum import first_stage_problems
+from ares_jax.sft.curriculum import first_stage_problems, gold_problems
 
 TRAIN = make_split(ShapesTaskConfig(train_size=64), "train")
 
@@ -31,3 +34,53 @@ def test_a_curriculum_without_its_problems_stops_at_start_up_naming_the_key(tmp_
     assert "bad configuration: rationale.first_kinds ['count']: 0 training problems, fewer than one batch (8)" in err
     assert "the training split's kinds: lookup (64)" in err
     assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before anything was written
+
+
+def test_gold_problems_are_the_first_of_the_training_split():
+    assert gold_problems(TRAIN, DataConfig()) is TRAIN  # 0: every problem keeps its gold rationale
+    assert gold_problems(TRAIN, DataConfig(gold_rationales=10)) == TRAIN[:10]
+    assert gold_problems(TRAIN, DataConfig(gold_rationales=64)) == TRAIN
+    with pytest.raises(
+        ConfigError, match=r"data.gold_rationales=65: the training split \(train\) has only 64 problems"
+    ):
+        gold_problems(TRAIN, DataConfig(gold_rationales=65))
+
+
+def test_more_gold_rationales_than_training_problems_stops_at_start_up(tmp_path, capsys):
+    args = [f"workdir={tmp_path / 'run'}", *TINY_SHAPES_RUN, "rationale.steps=6", "data.gold_rationales=65"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "bad configuration: data.gold_rationales=65: the training split (train) has only 64 problems" in err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_sft_learns_the_gold_problems_and_the_teacher_corrects_any(tmp_path, monkeypatch):
+    """data.gold_rationales=24: the baseline's rationale and answer SFT draw their batches from the
+    first 24 training problems only; the round's corrections (drawn like RL's questions) come from
+    all 64, and the correction SFT learns them."""
+    from ares_jax.loop import phases
+
+    rows_seen = []  # per SFT step: how many examples its batch was drawn from
+    real_batch_at = phases.batch_at
+
+    def recording_batch_at(arrays, batch_size, seed, step):
+        rows_seen.append(len(arrays["input_ids"]))
+        return real_batch_at(arrays, batch_size, seed, step)
+
+    monkeypatch.setattr(phases, "batch_at", recording_batch_at)
+    args = [
+        f"workdir={tmp_path}",
+        *TINY_SHAPES_RUN,
+        "data.gold_rationales=24",
+        "rationale.steps=6",
+        "rl.questions_per_round=16",
+        "rl.epochs=1",
+        "rl.value_warmup_batches=1",
+    ]
+    assert main(args) == 0
+    # 6 rationale steps, 3 answer steps on the 24 gold problems, 4 correction steps on 16 corrections
+    assert rows_seen == [24] * 6 + [24] * 3 + [16] * 4
+    gold_ids = {p.id for p in TRAIN[:24]}
+    corrected = [r["id"] for r in json.loads((tmp_path / "corrections" / "round_1.json").read_text())]
+    assert len(corrected) == 16 and not set(corrected) <= gold_ids
+    assert set(corrected) <= {p.id for p in TRAIN}

@@ -110,13 +110,13 @@ def rationale_sft(run: Run, state: RunState) -> None:
     if params is None:
         params = init_params(run.policy_model, jax.random.key(run.config.seed))
     rationale = run.config.rationale
-    first_problems = first_stage_problems(run.train, rationale)
+    first_problems = first_stage_problems(run.gold_train, rationale)
     state.models.policy = train_sft(
         run,
         state,
         run.policy_model,
         params,
-        _rationale_arrays(run, run.train),
+        _rationale_arrays(run, run.gold_train),
         rationale,
         "rationale_sft/loss",
         first=(rationale.first_steps, _rationale_arrays(run, first_problems)) if first_problems else None,
@@ -127,12 +127,12 @@ def answer_sft(run: Run, state: RunState) -> None:
     """Baseline stage 2: question + gold rationale -> answer; a full model (from the pretrained
     start when there is one), or a LoRA adapter on the rationale model just trained. Baseline and
     ARES rationales are answered by this model."""
-    prompts, targets = answer_examples(run.train, [p.solution for p in run.train])
+    prompts, targets = answer_examples(run.gold_train, [p.solution for p in run.gold_train])
     arrays = encode_sft(
         run.tokenizer,
         prompts,
         targets,
-        model_images(run.train, run.config),
+        model_images(run.gold_train, run.config),
         run.config.model.max_answer_source_length,
         ANSWER_TOKENS,
     )
@@ -237,10 +237,12 @@ def validation(run: Run, state: RunState, policy, name: str, at: int, unit: str 
     )
 
 
-def _questions(run: Run, count: int, *salt: int):
-    """`count` training problems in an order drawn from the seed and `salt` (wrapping around)."""
-    order = np.random.default_rng([run.config.seed, *salt]).permutation(len(run.train))
-    return [run.train[i] for i in np.resize(order, count)]
+def _questions(run: Run, count: int, *salt: int, pool=None):
+    """`count` problems of `pool` (default: every training problem) in an order drawn from the seed
+    and `salt` (wrapping around)."""
+    pool = run.train if pool is None else pool
+    order = np.random.default_rng([run.config.seed, *salt]).permutation(len(pool))
+    return [pool[i] for i in np.resize(order, count)]
 
 
 ROLLOUT_CURVES = (  # per rollout batch, into the curves `rl_<r>/<key>`
@@ -445,7 +447,7 @@ def correction_sft(run: Run, state: RunState, round_index: int) -> None:
     by_id = {p.id: p for p in run.train}
     problems = [by_id[r["id"]] for r in records]
     targets = [r["corrected"] for r in records]
-    gold = _questions(run, run.config.correction.gold_questions, round_index, 2)  # correction.gold_questions
+    gold = _questions(run, run.config.correction.gold_questions, round_index, 2, pool=run.gold_train)
     arrays = _rationale_arrays(run, problems + gold, targets + [None] * len(gold))  # None: the gold rationale
     state.models.policy = train_sft(
         run, state, run.policy_model, state.models.policy, arrays, run.config.correction, f"sft_{round_index}/loss"
@@ -463,7 +465,7 @@ def gold_sft(run: Run, state: RunState, round_index: int) -> None:
     if round_index == 1 and state.step == 0:
         validation(run, state, state.models.policy, name, 0, "SFT steps")
     state.models.policy = train_sft(
-        run, state, run.policy_model, state.models.policy, _rationale_arrays(run, run.train), sft, f"{name}/loss"
+        run, state, run.policy_model, state.models.policy, _rationale_arrays(run, run.gold_train), sft, f"{name}/loss"
     )
     validation(run, state, state.models.policy, name, sft.steps, "SFT steps")
 

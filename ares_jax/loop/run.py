@@ -30,7 +30,7 @@ from ares_jax.loop.state import Log, Run, RunState, StopSignals
 from ares_jax.models import MultimodalT5, count_params
 from ares_jax.parallel import ReplicationError, make_mesh, parse_axis_rules, replicated_share
 from ares_jax.parallel.multihost import PeerWatch, is_primary, on_primary, processes_not_sharing
-from ares_jax.sft.curriculum import first_stage_problems
+from ares_jax.sft.curriculum import first_stage_problems, gold_problems
 from ares_jax.teacher.base import AskedByProcessZero, TeacherStats
 from ares_jax.teacher.cache import CACHE_FILE
 from ares_jax.teacher.factory import make_teacher
@@ -112,7 +112,8 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
     train = load_split(config.data, config.data.train_split, log)  # bad data stops here, before any write
     test = load_split(config.data, config.data.test_split, log)
     val = load_split(config.data, config.data.val_split, log) if config.data.val_split and config.rounds else []
-    first_stage_problems(train, config.rationale)  # a curriculum without its problems stops here
+    # too few training problems for data.gold_rationales, or a curriculum without its problems, stops here
+    first_stage_problems(gold_problems(train, config.data), config.rationale)
     if config.rl.keep_best and config.rounds and config.method != "sft_more":
         if not val:
             raise ConfigError("rl.keep_best selects on the validation split, and data.val_split is ''")

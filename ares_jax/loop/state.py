@@ -32,6 +32,7 @@ from ares_jax.parallel import StepShardings, batch_sharding, param_shardings, st
 from ares_jax.parallel.multihost import PeerWatch, any_process, is_primary, on_primary
 from ares_jax.rl import make_ppo_step, make_scoring_fn
 from ares_jax.sft import make_sft_step
+from ares_jax.sft.curriculum import gold_problems
 from ares_jax.teacher.base import Teacher, TeacherStats
 from ares_jax.text.tokenizer import Tokenizer
 from ares_jax.train_state import TrainState, adamw, adamw_host_scheduled
@@ -194,6 +195,11 @@ class Run:
     started: float = dataclasses.field(default_factory=time.perf_counter)
     lock: WorkdirLock | None = None  # the work directory's lock (process 0), released by `close`
     watch: PeerWatch | None = None  # several processes: told where the loop is (`mark_position`)
+
+    @property
+    def gold_train(self) -> Sequence[Problem]:
+        """The training problems whose gold rationales the SFT stages learn (`data.gold_rationales`)."""
+        return gold_problems(self.train, self.config.data)
 
     # ---- keys ---------------------------------------------------------------------------------
 

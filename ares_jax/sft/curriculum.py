@@ -1,12 +1,28 @@
-"""The rationale SFT's curriculum: which training problems its first steps see (host side)."""
+"""Which training problems the SFT stages see (host side): those with a gold rationale, and the
+rationale SFT's curriculum (its first steps)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Sequence
 
-from ares_jax.config import ConfigError, RationaleConfig
+from ares_jax.config import ConfigError, DataConfig, RationaleConfig
 from ares_jax.data.problem import Problem
+
+
+def gold_problems(train: Sequence[Problem], data: DataConfig) -> Sequence[Problem]:
+    """The training problems whose gold rationales the SFT stages learn (the baseline's rationale
+    and answer models, SFT-more, `correction.gold_questions`): the first `data.gold_rationales` of
+    the training split, or all of it (0). The others are questions with an answer only, for RL and
+    the Teacher's corrections. A ConfigError naming the key when the split has fewer problems."""
+    count = data.gold_rationales
+    if not count:
+        return train
+    if count > len(train):
+        raise ConfigError(
+            f"data.gold_rationales={count}: the training split ({data.train_split}) has only {len(train)} problems"
+        )
+    return train[:count]
 
 
 def first_stage_problems(train: Sequence[Problem], rationale: RationaleConfig) -> list[Problem]:
