@@ -55,6 +55,22 @@ TINY_SHAPES_RUN = [
 ]
 
 
+@pytest.fixture
+def sft_rows_seen(monkeypatch):
+    """Filled as a run in the test trains: per SFT step, how many examples its batch was drawn from."""
+    from ares_jax.loop import phases
+
+    rows = []
+    real_batch_at = phases.batch_at
+
+    def recording_batch_at(arrays, batch_size, seed, step):
+        rows.append(len(arrays["input_ids"]))
+        return real_batch_at(arrays, batch_size, seed, step)
+
+    monkeypatch.setattr(phases, "batch_at", recording_batch_at)
+    return rows
+
+
 # `make test` spreads whole test files over `TEST_WORKERS` processes (pytest-xdist, `--dist
 # loadfile --no-loadscope-reorder`: files handed out in collection order); these take a minute or
 # more each and go first, so that none of them is left to run alone at the end.

@@ -54,20 +54,10 @@ def test_more_gold_rationales_than_training_problems_stops_at_start_up(tmp_path,
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_sft_learns_the_gold_problems_and_the_teacher_corrects_any(tmp_path, monkeypatch):
+def test_sft_learns_the_gold_problems_and_the_teacher_corrects_any(tmp_path, sft_rows_seen):
     """data.gold_rationales=24: the baseline's rationale and answer SFT draw their batches from the
     first 24 training problems only; the round's corrections (drawn like RL's questions) come from
     all 64, and the correction SFT learns them."""
-    from ares_jax.loop import phases
-
-    rows_seen = []  # per SFT step: how many examples its batch was drawn from
-    real_batch_at = phases.batch_at
-
-    def recording_batch_at(arrays, batch_size, seed, step):
-        rows_seen.append(len(arrays["input_ids"]))
-        return real_batch_at(arrays, batch_size, seed, step)
-
-    monkeypatch.setattr(phases, "batch_at", recording_batch_at)
     args = [
         f"workdir={tmp_path}",
         *TINY_SHAPES_RUN,
@@ -79,7 +69,7 @@ def test_sft_learns_the_gold_problems_and_the_teacher_corrects_any(tmp_path, mon
     ]
     assert main(args) == 0
     # 6 rationale steps, 3 answer steps on the 24 gold problems, 4 correction steps on 16 corrections
-    assert rows_seen == [24] * 6 + [24] * 3 + [16] * 4
+    assert sft_rows_seen == [24] * 6 + [24] * 3 + [16] * 4
     gold_ids = {p.id for p in TRAIN[:24]}
     corrected = [r["id"] for r in json.loads((tmp_path / "corrections" / "round_1.json").read_text())]
     assert len(corrected) == 16 and not set(corrected) <= gold_ids

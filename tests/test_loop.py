@@ -167,18 +167,9 @@ def test_resuming_with_other_settings_is_refused_and_changes_nothing(reference, 
     assert contents() == before
 
 
-def test_a_baseline_only_run_with_a_curriculum_and_lora_answers(tmp_path, monkeypatch):
+def test_a_baseline_only_run_with_a_curriculum_and_lora_answers(tmp_path, sft_rows_seen):
     from ares_jax.data.shapes import ShapesTaskConfig, make_split
-    from ares_jax.loop import phases
 
-    rows_seen = []  # per SFT step: how many examples its batch was drawn from
-    real_batch_at = phases.batch_at
-
-    def recording_batch_at(arrays, batch_size, seed, step):
-        rows_seen.append(len(arrays["input_ids"]))
-        return real_batch_at(arrays, batch_size, seed, step)
-
-    monkeypatch.setattr(phases, "batch_at", recording_batch_at)
     args = [
         f"workdir={tmp_path}",
         *TINY,
@@ -193,7 +184,7 @@ def test_a_baseline_only_run_with_a_curriculum_and_lora_answers(tmp_path, monkey
     assert main(args) == 0
     # the curriculum: the first 4 rationale steps on the count questions of the 64 training problems
     count = sum(p.extras["question_kind"] == "count" for p in make_split(ShapesTaskConfig(train_size=64), "train"))
-    assert 8 <= count < 64 and rows_seen[:10] == [count] * 4 + [64] * 6
+    assert 8 <= count < 64 and sft_rows_seen[:10] == [count] * 4 + [64] * 6
     report = json.loads((tmp_path / "report.json").read_text())
     # no rounds: the baseline is not judged against itself
     assert list(report["phases"]) == ["baseline"] and report["ares"] is None
