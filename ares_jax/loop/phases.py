@@ -127,12 +127,13 @@ def answer_sft(run: Run, state: RunState) -> None:
     """Baseline stage 2: question + gold rationale -> answer; a full model (from the pretrained
     start when there is one), or a LoRA adapter on the rationale model just trained. Baseline and
     ARES rationales are answered by this model."""
-    prompts, targets = answer_examples(run.gold_train, [p.solution for p in run.gold_train])
+    gold = run.gold_train
+    prompts, targets = answer_examples(gold, [p.solution for p in gold])
     arrays = encode_sft(
         run.tokenizer,
         prompts,
         targets,
-        model_images(run.gold_train, run.config),
+        model_images(gold, run.config),
         run.config.model.max_answer_source_length,
         ANSWER_TOKENS,
     )
