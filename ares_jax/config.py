@@ -231,6 +231,13 @@ class RLConfig:
     # measure, 'sentence_score' or 'accuracy'; '' ends with the last policy (the paper's method).
     # It holds one more copy of the policy's parameters, in memory and in the round's checkpoints.
     keep_best: str = ""
+    # RL's questions from the first `question_pool` training problems only (0: all); a round that
+    # asks for more questions than the pool holds comes back to each of them.
+    question_pool: int = 0
+    # At every validation point, the same greedy measures on the first `seen_questions` of the
+    # round's own rollout questions too (curves `<round>/seen_*`): next to `val_*`, what RL learnt
+    # on the questions it trained on against what carries to new ones.
+    seen_questions: int = 0
 
     @property
     def optimizer_steps(self) -> int:
@@ -254,9 +261,22 @@ class RLConfig:
             "learning_rate",
             "kl_horizon",
         )
-        if min(self.weight_decay, self.kl_target, self.eval_every, self.val_questions, self.value_warmup_batches) < 0:
+        counts = (
+            self.eval_every,
+            self.val_questions,
+            self.value_warmup_batches,
+            self.question_pool,
+            self.seen_questions,
+        )
+        if min(self.weight_decay, self.kl_target, *counts) < 0:
             raise _FieldError(
-                "weight_decay, kl_target, eval_every, val_questions and value_warmup_batches must be >= 0"
+                "weight_decay, kl_target, eval_every, val_questions, value_warmup_batches, question_pool "
+                "and seen_questions must be >= 0"
+            )
+        if self.seen_questions > min(self.questions_per_round, self.question_pool or self.questions_per_round):
+            raise _FieldError(
+                f"seen_questions ({self.seen_questions}) must be at most the questions a round rolls out: "
+                f"questions_per_round ({self.questions_per_round}) and question_pool ({self.question_pool}, 0: all)"
             )
         if self.keep_best not in KEEP_BEST:
             raise _FieldError(f"keep_best must be one of {KEEP_BEST}, got {self.keep_best!r}")

@@ -59,7 +59,23 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("rounds=-1", "rounds must be >= 0"),
         (
             "rl.value_warmup_batches=-1",
-            "rl.weight_decay, kl_target, eval_every, val_questions and value_warmup_batches must be >= 0",
+            "rl.weight_decay, kl_target, eval_every, val_questions, value_warmup_batches, question_pool "
+            "and seen_questions must be >= 0",
+        ),
+        (
+            "rl.question_pool=-3",
+            "rl.weight_decay, kl_target, eval_every, val_questions, value_warmup_batches, question_pool "
+            "and seen_questions must be >= 0",
+        ),
+        (
+            "rl.seen_questions=300",
+            "rl.seen_questions (300) must be at most the questions a round rolls out: questions_per_round (256) "
+            "and question_pool (0, 0: all)",
+        ),
+        (
+            "rl={question_pool: 100, seen_questions: 128}",
+            "rl.seen_questions (128) must be at most the questions a round rolls out: questions_per_round (256) "
+            "and question_pool (100, 0: all)",
         ),
         ("method=dpo", "method must be one of ('ares', 'rl_only', 'sft_more'), got 'dpo'"),
         (

@@ -251,6 +251,10 @@ def _plot(report: dict, path: Path) -> None:
         for name, points in curves.items():
             if name.startswith("rl_") and name.endswith("/" + metric):
                 axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name.split("/")[0])
+            # rl.seen_questions: the same measure on the round's own questions, dashed beside it
+            if metric.startswith("val_") and name.startswith("rl_") and name.endswith("/seen" + metric[3:]):
+                label = name.split("/")[0] + ", its questions"
+                axis.plot([p[0] for p in points], [p[1] for p in points], marker="x", linestyle="--", label=label)
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("rollout batch")
         if axis.get_legend_handles_labels()[0]:  # a run without RL rounds has nothing to label

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +19,9 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from ares_jax.config import SFTConfig
+from ares_jax.config import Config, ConfigError, SFTConfig
 from ares_jax.data.batching import answer_examples, batch_at, encode_sft, rationale_examples
+from ares_jax.data.problem import Problem
 from ares_jax.eval.evaluate import evaluate
 from ares_jax.eval.metrics import win_rate
 from ares_jax.eval.report import METHOD_NAMES
@@ -190,15 +192,29 @@ def evaluation(run: Run, state: RunState, label: str) -> None:
     )
 
 
-def validation(run: Run, state: RunState, policy, name: str, at: int, unit: str = "rollout batches") -> None:
+def validation(run: Run, state: RunState, policy, name: str, at: int, unit: str = "rollout batches", seen=()) -> None:
     """Progress on held-out questions: greedy rationales of `policy` on `rl.val_questions` of the
     validation split, answered by the answer model and scored by the Teacher, after `at` `unit` of
     phase `name` (an RL round, a correction or gold SFT). Points of the curves `<name>/val_*` and a
     metrics line; the Teacher requests it takes are counted apart (`results.teacher_validation`),
-    not as training."""
-    if not run.val:
-        return
-    problems = run.val[: run.config.rl.val_questions or None]
+    not as training. The same measures on `seen` (an RL round's own questions, `rl.seen_questions`)
+    go into the curves `<name>/seen_*`."""
+    for problems, prefix, what in (
+        (run.val[: run.config.rl.val_questions or None], "val", "validation"),
+        (seen, "seen", "on its own training questions"),
+    ):
+        if problems:
+            point = _greedy_point(run, state, policy, name, at, problems, prefix)
+            run.log(
+                f"{name} {what} after {at} {unit} ({len(problems)} questions): accuracy "
+                f"{point['accuracy']:.3f} (its own conclusion {point['conclusion_accuracy']:.3f}), "
+                f"sentence score {point['sentence_score']:.3f}, {point['response_tokens']:.1f} tokens"
+            )
+
+
+def _greedy_point(run: Run, state: RunState, policy, name: str, at: int, problems, prefix: str) -> dict:
+    """One point of the curves `<name>/<prefix>_*`: `policy`'s greedy rationales on `problems`,
+    answered and scored (written to `eval/<name>_<prefix>_<at>.json`); returns its measures."""
     before = dataclasses.replace(run.teacher.stats)
     rationales = write_rationales(
         run.policy_model, policy, run.tokenizer, problems, run.config, run.sampling_layout(run.policy_model)
@@ -214,28 +230,36 @@ def validation(run: Run, state: RunState, policy, name: str, at: int, unit: str 
     )
     metrics = evaluate(rationales, answers, problems, run.teacher, run.config.teacher.concurrency)
     run.write_json(
-        f"eval/{name}_val_{at}.json",
+        f"eval/{name}_{prefix}_{at}.json",
         [{"id": p.id, "rationale": r, "answer": a} for p, r, a in zip(problems, rationales, answers)],
     )
     spent = state.results.setdefault("teacher_validation", {})
     spent[name] = spent.get(name, 0) + run.teacher.stats.since(before).requests
     points = {
-        "val_sentence_score": metrics["mean_sentence_score"] or 0.0,
-        "val_accuracy": metrics["answer_accuracy"],
+        "sentence_score": metrics["mean_sentence_score"] or 0.0,
+        "accuracy": metrics["answer_accuracy"],
         # the rationale's own "The answer is (X)": separates the policy from the answer model reading it
-        "val_conclusion_accuracy": conclusion_rates(rationales, problems, 1)["sample_accuracy"],
-        **{f"val_accuracy_{kind}": value for kind, value in metrics["answer_accuracy_by_kind"].items()},
-        "val_response_tokens": float(np.mean([len(run.tokenizer.encode(r, add_eos=False)) for r in rationales])),
-        **{f"val_{defect}": value for defect, value in metrics["fluency"].items()},
+        "conclusion_accuracy": conclusion_rates(rationales, problems, 1)["sample_accuracy"],
+        **{f"accuracy_{kind}": value for kind, value in metrics["answer_accuracy_by_kind"].items()},
+        "response_tokens": float(np.mean([len(run.tokenizer.encode(r, add_eos=False)) for r in rationales])),
+        **metrics["fluency"],
     }
     for key, value in points.items():
-        state.add_point(f"{name}/{key}", at, value)
-    run.log_metrics(state, at, points)
-    run.log(
-        f"{name} validation after {at} {unit} ({len(problems)} questions): accuracy "
-        f"{points['val_accuracy']:.3f} (its own conclusion {points['val_conclusion_accuracy']:.3f}), "
-        f"sentence score {points['val_sentence_score']:.3f}, {points['val_response_tokens']:.1f} tokens"
-    )
+        state.add_point(f"{name}/{prefix}_{key}", at, value)
+    run.log_metrics(state, at, {f"{prefix}_{key}": value for key, value in points.items()})
+    return points
+
+
+def rl_question_pool(train: Sequence[Problem], config: Config) -> Sequence[Problem]:
+    """The training problems RL rounds draw their questions from: the first `rl.question_pool`
+    of the training split, or all of it (0). A ConfigError naming the key when the split has
+    fewer problems."""
+    count = config.rl.question_pool
+    if count > len(train):
+        raise ConfigError(
+            f"rl.question_pool={count}: the training split ({config.data.train_split}) has only {len(train)} problems"
+        )
+    return train[:count] if count else train
 
 
 def _questions(run: Run, count: int, *salt: int, pool=None):
@@ -273,8 +297,9 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
     over the buffer, log, validate every `rl.eval_every` batches, checkpoint. With `rl.keep_best`
     the round ends with its policy at its best validation point (the value model as trained)."""
     config, rl = run.config, run.config.rl
-    questions = _questions(run, rl.questions_per_round, round_index, 0)
+    questions = _questions(run, rl.questions_per_round, round_index, 0, pool=rl_question_pool(run.train, config))
     batches = len(questions) // rl.prompts_per_rollout
+    seen = questions[: rl.seen_questions]  # measured beside the held-out questions (rl.seen_questions)
     if state.step == 0:
         state.models.reference = copy_tree(state.models.policy)
         if state.models.value is None:
@@ -297,7 +322,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
                 f"{name}: the first {warmup_batches} of {batches} rollout batches train only the value model "
                 "(rl.value_warmup_batches)"
             )
-        validation(run, state, train_state.params["policy"], name, 0)
+        validation(run, state, train_state.params["policy"], name, 0, seen=seen)
         _keep_if_best(run, state, name, train_state.params["policy"])
     bar = tqdm(
         range(state.step, batches),
@@ -323,7 +348,7 @@ def rl_round(run: Run, state: RunState, round_index: int) -> None:
         state.step = batch + 1
         _log_rollout_batch(run, state, name, batch, metrics)
         if (rl.eval_every and state.step % rl.eval_every == 0) or state.step == batches:
-            validation(run, state, train_state.params["policy"], name, state.step)
+            validation(run, state, train_state.params["policy"], name, state.step, seen=seen)
             _keep_if_best(run, state, name, train_state.params["policy"])
         bar.set_postfix(score=f"{metrics['sentence_score']:.3f}", kl=f"{metrics['kl']:.3f}", refresh=False)
         if _checkpoint_due(batch, len(step_metrics), config.checkpoint.every_steps) and state.step < batches:
