@@ -2,11 +2,13 @@
 
     .venv/bin/python experiments/val_table.py runs/tune/*
     .venv/bin/python experiments/val_table.py --by-phase runs/ctune/*
+    .venv/bin/python experiments/val_table.py --seen runs/mem/*
 
 Per run (named by its folder): the greedy answer accuracy and mean sentence score on the validation
 split at each evaluation of the RL round, the response length at the start and the end, and the last
 rollout batch's KL to the reference. With --by-phase: accuracy / sentence score after each phase
-(the report's held-out table). Reads only report.json (a finished run)."""
+(the report's held-out table). With --seen: also the accuracy and sentence score on the round's own
+questions (`rl.seen_questions`) at each evaluation. Reads only report.json (a finished run)."""
 
 import json
 import pathlib
@@ -15,22 +17,18 @@ import sys
 from ares_jax.eval.report import validation_summary
 
 
-def row(workdir: pathlib.Path) -> str:
+def row(workdir: pathlib.Path, prefixes=("val",)) -> str:
     report = json.loads((workdir / "report.json").read_text())
     curves = report["curves"]
     rounds = sorted({name.split("/")[0] for name in curves if name.startswith("rl_") and "/val_" in name})
     cells = []
     for phase in rounds:
-        acc = [y for _, y in curves[f"{phase}/val_accuracy"]]
-        score = [y for _, y in curves[f"{phase}/val_sentence_score"]]
+        for prefix in prefixes:
+            cells.append(" ".join(f"{y:.1%}" for _, y in curves[f"{phase}/{prefix}_accuracy"]))
+            cells.append(" ".join(f"{y:.3f}" for _, y in curves[f"{phase}/{prefix}_sentence_score"]))
         tokens = [y for _, y in curves[f"{phase}/val_response_tokens"]]
         kl = curves.get(f"{phase}/kl", [[0, float("nan")]])[-1][1]
-        cells.append(
-            " ".join(f"{a:.1%}" for a in acc)
-            + " | "
-            + " ".join(f"{s:.3f}" for s in score)
-            + f" | {tokens[0]:.1f} → {tokens[-1]:.1f} | {kl:.2f}"
-        )
+        cells.append(f"{tokens[0]:.1f} → {tokens[-1]:.1f} | {kl:.2f}")
     return f"| {workdir.name} | " + " | ".join(cells) + " |"
 
 
@@ -51,8 +49,11 @@ if __name__ == "__main__":
             if (pathlib.Path(path) / "report.json").exists():
                 print(phase_row(pathlib.Path(path)))
         sys.exit()
-    print("| run | val accuracy at each evaluation | val sentence score at each evaluation | tokens | KL |")
-    print("|---|---|---|---|---|")
-    for path in sys.argv[1:]:
+    seen = sys.argv[1] == "--seen"
+    header = "| run | val accuracy at each evaluation | val sentence score at each evaluation |"
+    if seen:
+        header += " own questions: accuracy | own questions: sentence score |"
+    print(header + " tokens | KL |\n" + "|---" * (header.count("|") + 1) + "|")
+    for path in sys.argv[1 + seen :]:
         if (pathlib.Path(path) / "report.json").exists():
-            print(row(pathlib.Path(path)))
+            print(row(pathlib.Path(path), ("val", "seen") if seen else ("val",)))
