@@ -9,14 +9,10 @@ are training problems: `--split train`)."""
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
-from pathlib import Path
 
-from steps_table import read_rows
+from steps_table import files_and_problems, read_rows
 
-from ares_jax.config import load_config_args
-from ares_jax.data.load import load_split
 from ares_jax.data.prompts import strip_solution_tag
 from ares_jax.data.shapes import claims as C
 from ares_jax.teacher.rule import RuleTeacher
@@ -42,12 +38,7 @@ def by_claim(rows: list[dict], problems: dict, teacher: RuleTeacher) -> dict[str
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("files", nargs="+", type=Path)
-    parser.add_argument("--split", default="test")
-    args, overrides = parser.parse_known_args(argv)
-    config = load_config_args(overrides)
-    problems = {p.id: p for p in load_split(config.data, args.split)}
+    args, config, problems = files_and_problems(argv)
     teacher = RuleTeacher(config.teacher.rule_listing_credit)
     for path in args.files:
         rows = read_rows(path)

@@ -68,13 +68,19 @@ def table(rows: list[dict], problems: dict) -> tuple[dict, Counter, Counter]:
     return dict(sorted(by_kind.items())), misses, cells
 
 
-def main(argv=None):
+def files_and_problems(argv=None):
+    """The command line shared with `scores_by_claim.py`: (args with .files and .split, the config
+    from the `key=value` overrides, {id: problem} of the split regenerated from it)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--split", default="test")
     args, overrides = parser.parse_known_args(argv)
     config = load_config_args(overrides)
-    problems = {p.id: p for p in load_split(config.data, args.split)}
+    return args, config, {p.id: p for p in load_split(config.data, args.split)}
+
+
+def main(argv=None):
+    args, _, problems = files_and_problems(argv)
     for path in args.files:
         by_kind, misses, cells = table(read_rows(path), problems)
         print(f"\n{path} ({args.split})\n")
