@@ -37,16 +37,25 @@ def rl_rounds(report: dict, name: str) -> list[int]:
     return sorted(int(match.group(1)) for match in found if match)
 
 
+def round_offsets(report: dict, name: str) -> dict[int, int]:
+    """{RL round: the rollout batches of the rounds before it}, from the last point of each round's
+    `rl_<round>/<name>` curve (each round evaluates after its last batch)."""
+    offsets, offset = {}, 0
+    for r in rl_rounds(report, name):
+        offsets[r] = offset
+        offset += report["curves"][f"rl_{r}/{name}"][-1][0]
+    return offsets
+
+
 def curve(report: dict, name: str) -> tuple[list[int], list[float]]:
     """`<round>/<name>` over every RL round of a run, as (rollout batch over the run, value); a
     round's first point repeats the previous round's last (RL only: the same policy) and is dropped."""
-    batches, values, offset = [], [], 0
-    for r in rl_rounds(report, name):
+    batches, values = [], []
+    for r, offset in round_offsets(report, name).items():
         points = report["curves"][f"rl_{r}/{name}"]
         for step, value in points[1:] if batches else points:
             batches.append(offset + step)
             values.append(value)
-        offset += points[-1][0]
     return batches, values
 
 
@@ -55,11 +64,12 @@ def report_of(workdir: Path) -> dict:
 
 
 def claims_per_point(workdir: Path, problems: dict, teacher: RuleTeacher, offsets: dict[int, int]):
-    """{rollout batch over the run: {claim kind: scores}} from the run's `rl_<r>_val_<batch>.json`."""
+    """{rollout batch over the run: {claim kind: scores}} from the run's `rl_<r>_val_<batch>.json`
+    (`offsets`: from `round_offsets`)."""
     points = {}
     for path in sorted(workdir.glob("eval/rl_*_val_*.json")):
         r, batch = map(int, re.fullmatch(r"rl_(\d+)_val_(\d+)", path.stem).groups())
-        points[offsets.get(r, 0) + batch] = by_claim(read_rows(path), problems, teacher)
+        points[offsets[r] + batch] = by_claim(read_rows(path), problems, teacher)
     return dict(sorted(points.items()))
 
 
@@ -99,12 +109,8 @@ def main(argv=None):
     # (c) what RL learns at the default budget is form: starters go, listings turn empty
     first = args.default[0]
     report = report_of(first)
-    offsets, offset = {}, 0
-    for r in rl_rounds(report, "val_accuracy"):
-        offsets[r] = offset
-        offset += report["curves"][f"rl_{r}/val_accuracy"][-1][0]
-    points = claims_per_point(first, problems, teacher, offsets)
-    rationales = len(read_rows(next(first.glob("eval/rl_1_val_0.json"))))
+    points = claims_per_point(first, problems, teacher, round_offsets(report, "val_accuracy"))
+    rationales = len(read_rows(first / "eval/rl_1_val_0.json"))
     for kind, label in (
         ("Starter", "opening starters"),
         ("empty listing", "listings naming no cell"),
@@ -128,7 +134,7 @@ def main(argv=None):
     report = report_of(args.long)
     x, y = curve(report, "val_sentence_score")
     axes[1, 1].plot(x, y, marker="o", color="black", label="all sentences")
-    points = claims_per_point(args.long, problems, teacher, {1: 0})
+    points = claims_per_point(args.long, problems, teacher, round_offsets(report, "val_accuracy"))
     for kind, label in (("Cell", "a cell's content"), ("Answer", "the final answer")):
         axes[1, 1].plot(list(points), mean_score(points, kind), marker="o", label=label)
     long_seed = report["config"]["seed"]
@@ -146,11 +152,12 @@ def main(argv=None):
     axes[1, 2].plot(x, y, marker="o", color="black", label="accuracy")
     axes[1, 2].set_title(f"(f) RL only, 16x the rollouts, seed {long_seed}: held-out")
     axes[1, 2].set_ylabel("per rationale / accuracy")
+    axes[1, 2].set_ylim(0, 0.95)  # room for the legend above the curves
 
     for ax in axes.flat:
         ax.set_xlabel("rollout batch")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper center" if ax is axes[1, 2] else "best")
+        ax.legend(fontsize=7, ncol=3 if ax is axes[1, 2] else 1)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=80)
