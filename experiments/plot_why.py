@@ -64,21 +64,25 @@ def report_of(workdir: Path) -> dict:
 
 
 def claims_per_point(workdir: Path, problems: dict, teacher: RuleTeacher, offsets: dict[int, int]):
-    """{rollout batch over the run: {claim kind: scores}} from the run's `rl_<r>_val_<batch>.json`
-    (`offsets`: from `round_offsets`)."""
+    """{rollout batch over the run: ({claim kind: scores}, rationales)} from the run's
+    `rl_<r>_val_<batch>.json` (`offsets`: from `round_offsets`)."""
     points = {}
     for path in sorted(workdir.glob("eval/rl_*_val_*.json")):
         r, batch = map(int, re.fullmatch(r"rl_(\d+)_val_(\d+)", path.stem).groups())
-        points[offsets[r] + batch] = by_claim(read_rows(path), problems, teacher)
+        rows = read_rows(path)
+        points[offsets[r] + batch] = (by_claim(rows, problems, teacher), len(rows))
     return dict(sorted(points.items()))
 
 
-def per_rationale(points: dict, kind: str, rationales: int) -> list[float]:
-    return [len(scores.get(kind, [])) / rationales for scores in points.values()]
+def plot_per_rationale(ax, points: dict, kinds: tuple[tuple[str, str], ...]):
+    """One line per (claim kind, label): how many such sentences a rationale holds at each point."""
+    for kind, label in kinds:
+        per_rationale = [len(scores.get(kind, [])) / rationales for scores, rationales in points.values()]
+        ax.plot(list(points), per_rationale, marker="o", label=label)
 
 
 def mean_score(points: dict, kind: str) -> list[float]:
-    return [sum(s[kind]) / len(s[kind]) if s.get(kind) else float("nan") for s in points.values()]
+    return [sum(s[kind]) / len(s[kind]) if s.get(kind) else float("nan") for s, _ in points.values()]
 
 
 def main(argv=None):
@@ -110,13 +114,15 @@ def main(argv=None):
     first = args.default[0]
     report = report_of(first)
     points = claims_per_point(first, problems, teacher, round_offsets(report, "val_accuracy"))
-    rationales = len(read_rows(first / "eval/rl_1_val_0.json"))
-    for kind, label in (
-        ("Starter", "opening starters"),
-        ("empty listing", "listings naming no cell"),
-        ("Listing", "listings naming cells"),
-    ):
-        axes[0, 2].plot(list(points), per_rationale(points, kind, rationales), marker="o", label=label)
+    plot_per_rationale(
+        axes[0, 2],
+        points,
+        (
+            ("Starter", "opening starters"),
+            ("empty listing", "listings naming no cell"),
+            ("Listing", "listings naming cells"),
+        ),
+    )
     axes[0, 2].set_title(f"(c) RL only, default budget, seed {report['config']['seed']}: held-out")
     axes[0, 2].set_ylabel("per rationale")
 
@@ -140,14 +146,16 @@ def main(argv=None):
     long_seed = report["config"]["seed"]
     axes[1, 1].set_title(f"(e) RL only, 16x the rollouts, seed {long_seed}: held-out mean score")
     axes[1, 1].set_ylabel("the Teacher's mean score")
-    rationales = len(read_rows(args.long / "eval/rl_1_val_0.json"))
-    for kind, label in (
-        ("Listing", "listings naming cells"),
-        ("Count", "counts"),
-        ("Starter", "opening starters"),
-        ("empty listing", "listings naming no cell"),
-    ):
-        axes[1, 2].plot(list(points), per_rationale(points, kind, rationales), marker="o", label=label)
+    plot_per_rationale(
+        axes[1, 2],
+        points,
+        (
+            ("Listing", "listings naming cells"),
+            ("Count", "counts"),
+            ("Starter", "opening starters"),
+            ("empty listing", "listings naming no cell"),
+        ),
+    )
     x, y = curve(report, "val_accuracy")
     axes[1, 2].plot(x, y, marker="o", color="black", label="accuracy")
     axes[1, 2].set_title(f"(f) RL only, 16x the rollouts, seed {long_seed}: held-out")
