@@ -53,6 +53,7 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("model.d_model=50", "model.d_model (50) must be divisible by num_heads (4)"),
         ("seed", "not key=value"),
         ("ppo.clip_range=1.5", "ppo.clip_range must be in (0, 1)"),
+        ("ppo.entropy_coef=-0.01", "ppo.entropy_coef must be >= 0, got -0.01"),
         ("rl.questions_per_round=100", "rl.questions_per_round (100) must be a multiple of prompts_per_rollout (64)"),
         ("rl.keep_best=loss", "rl.keep_best must be one of ('', 'sentence_score', 'accuracy'), got 'loss'"),
         ("rl.minibatch_size=48", "rl.minibatch_size (48) must divide prompts_per_rollout x k_samples (256)"),

@@ -182,6 +182,29 @@ def test_whitening_switch(setup):
     np.testing.assert_allclose(np.asarray(raw + batch["values"]), np.asarray(returns), atol=1e-5)
 
 
+def test_entropy_bonus_spreads_the_policy(setup):
+    """With no advantage to follow, the entropy bonus alone moves the policy, toward a flatter
+    next-token distribution; without it the policy stays where it is."""
+    params, scoring = setup
+    batch, _ = rollout(params, params["policy"], scoring, seed=6, config=PPOConfig())
+    batch["advantages"] = jnp.zeros_like(batch["advantages"])
+    tx = adamw(3e-3, weight_decay=0.0)
+    entropies = {}
+    for coef in (0.0, 0.1):
+        step = make_ppo_step(POLICY, VALUE, tx, PPOConfig(entropy_coef=coef))
+        state = TrainState.create(jax.tree_util.tree_map(jnp.copy, params), tx)
+        for _ in range(10):
+            state, metrics = step(state, batch)
+        entropies[coef] = float(scoring(state.params, params["policy"], batch)["entropy"].mean())
+        if coef:
+            assert "entropy" in metrics
+        else:
+            jax.tree_util.tree_map(np.testing.assert_array_equal, state.params["policy"], params["policy"])
+    before = float(batch["entropy"].mean())
+    assert entropies[0.0] == pytest.approx(before, abs=1e-6)
+    assert entropies[0.1] > before + 0.01, (before, entropies)
+
+
 def test_adaptive_kl_controller():
     controller = AdaptiveKLController(0.1, target=1.0, horizon=100)
     assert controller.update(current_kl=2.0, n_samples=100) == pytest.approx(0.12)  # error clipped at +20%

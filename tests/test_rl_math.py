@@ -111,6 +111,28 @@ def test_ppo_loss_matches_numpy():
     np.testing.assert_allclose(float(loss), policy + 0.7 * value, rtol=1e-5)
 
 
+def test_entropy_bonus_matches_numpy():
+    batch = random_batch(seed=6)
+    r = np.random.default_rng(7)
+    m = batch["mask"]
+    entropy = r.random(m.shape).astype(np.float32) + 100 * (1 - m)  # padding holds junk that must not count
+    common = dict(
+        logprobs=batch["logprobs"],
+        old_logprobs=batch["logprobs"] - 0.1,
+        values=batch["values"],
+        returns=np.zeros_like(m),
+        advantages=r.normal(size=m.shape).astype(np.float32),
+        mask=m,
+        clip_range=0.2,
+        vf_coef=1.0,
+    )
+    plain, _ = ppo_loss(**common)
+    loss, metrics = ppo_loss(**common, entropy=entropy, entropy_coef=0.03)
+    mean_entropy = (entropy * m).sum() / m.sum()
+    np.testing.assert_allclose(float(metrics["entropy"]), mean_entropy, rtol=1e-5)
+    np.testing.assert_allclose(float(loss), float(plain) - 0.03 * mean_entropy, rtol=1e-5)
+
+
 def test_hand_worked_example():
     # One rationale, two sentences (tokens 0-1 and 2), one padding token.
     mask = np.array([[1, 1, 1, 0]], np.float32)

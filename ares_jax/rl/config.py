@@ -21,6 +21,8 @@ class PPOConfig:
     whiten_advantages: bool = True
     clip_range: float = 0.2
     vf_coef: float = 1.0
+    # > 0: the PPO loss pays this times the policy's mean next-token entropy (not in the method)
+    entropy_coef: float = 0.0
     accumulation_steps: int = 1  # micro-batches per optimizer step, accumulated inside the jitted step
 
     def __post_init__(self):
@@ -30,5 +32,7 @@ class PPOConfig:
             raise ValueError(f"ppo.advantage must be 'gae' or 'group', got {self.advantage!r}")
         if not 0 < self.clip_range < 1:
             raise ValueError(f"ppo.clip_range must be in (0, 1), got {self.clip_range}")
+        if self.entropy_coef < 0:
+            raise ValueError(f"ppo.entropy_coef must be >= 0, got {self.entropy_coef}")
         if self.accumulation_steps < 1:
             raise ValueError(f"ppo.accumulation_steps must be >= 1, got {self.accumulation_steps}")

@@ -5,12 +5,16 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 
-def ppo_loss(*, logprobs, old_logprobs, values, returns, advantages, mask, clip_range, vf_coef):
+def ppo_loss(
+    *, logprobs, old_logprobs, values, returns, advantages, mask, clip_range, vf_coef, entropy=None, entropy_coef=0.0
+):
     """-> (loss, metrics). All arrays `[B, T]`; `mask` 1 on response tokens.
 
     `n = sum(mask)`; `ratio = exp((logprobs - old_logprobs) * mask)`;
     policy loss `sum(max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)) * mask) / n`;
     value loss `sum((values - returns)^2 * mask) / n`; loss = policy + vf_coef * value.
+    With `entropy` (the policy's next-token entropy `[B, T]`), the loss also subtracts
+    `entropy_coef * sum(entropy * mask) / n`: a bonus for keeping the sampler's spread.
     """
     mask = jnp.asarray(mask, jnp.float32)
     logprobs = jnp.asarray(logprobs, jnp.float32)
@@ -30,4 +34,8 @@ def ppo_loss(*, logprobs, old_logprobs, values, returns, advantages, mask, clip_
         # The low-variance estimator E[(r - 1) - log r] of KL(old || new).
         "approx_kl": (((ratio - 1.0) - log_ratio) * mask).sum() / n,
     }
-    return policy_loss + vf_coef * value_loss, metrics
+    loss = policy_loss + vf_coef * value_loss
+    if entropy is not None:
+        metrics["entropy"] = (jnp.asarray(entropy, jnp.float32) * mask).sum() / n
+        loss = loss - entropy_coef * metrics["entropy"]
+    return loss, metrics

@@ -157,7 +157,11 @@ def make_ppo_step(
 
     def loss_fn(params, micro):
         mask = micro["response_mask"].astype(jnp.float32)
-        logprobs = response_logprobs(policy, params["policy"], micro)
+        entropy = None
+        if config.entropy_coef > 0:  # the default graph stays without the entropy's extra work
+            logprobs, entropy = response_logprobs(policy, params["policy"], micro, with_entropy=True)
+        else:
+            logprobs = response_logprobs(policy, params["policy"], micro)
         values = teacher_forced(value_model, params["value"], micro)
         return ppo_loss(
             logprobs=logprobs,
@@ -168,6 +172,8 @@ def make_ppo_step(
             mask=mask,
             clip_range=config.clip_range,
             vf_coef=config.vf_coef,
+            entropy=entropy,
+            entropy_coef=config.entropy_coef,
         )
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
