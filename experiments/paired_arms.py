@@ -26,6 +26,8 @@ from ares_jax.eval.metrics import mean_with_ci95
 
 def final_rows(workdir: Path, split: str) -> tuple[str, list[dict], object]:
     """(the run's last phase, its evaluation rows on `split`, the run's config)."""
+    if not (workdir / "report.json").exists():
+        raise SystemExit(f"{workdir}: no report.json (not a finished run)")
     report = json.loads((workdir / "report.json").read_text())
     phase = list(report["phases"])[-1]
     if split == "test":
