@@ -87,5 +87,9 @@ def test_the_report_names_the_rl_settings():
         "RL: rewards at sentence ends, group-relative sentence advantages (no critic), advantages not whitened, "
         "KL coefficient 0.0001, learning rate 0.0001, 4 PPO epochs per rollout batch, sampling temperature 1.0."
     )
+    bonus = to_dict(load_config_args(["ppo.entropy_coef=0.05", "rl.keep_best=accuracy"]))
+    assert _rl_settings_lines(bonus)[0].endswith(
+        "sampling temperature 1.0, entropy bonus 0.05; each round ends with its policy of best validation accuracy."
+    )
     assert _rl_settings_lines(to_dict(load_config_args(["rounds=0"]))) == []
     assert _rl_settings_lines(to_dict(load_config_args(["method=sft_more"]))) == []
