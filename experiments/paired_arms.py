@@ -21,7 +21,7 @@ import numpy as np
 
 from ares_jax.config import config_from_dict
 from ares_jax.data.load import load_split
-from ares_jax.eval.metrics import mean_with_ci95
+from ares_jax.eval.metrics import correctness_difference, mean_with_ci95
 
 
 def final_rows(workdir: Path, split: str) -> tuple[str, list[dict], object]:
@@ -40,14 +40,16 @@ def final_rows(workdir: Path, split: str) -> tuple[str, list[dict], object]:
     return phase, json.loads(path.read_text()), config_from_dict(report["config"])
 
 
-def correctness_difference(rows_a: list[dict], rows_b: list[dict], answers: dict[str, int]) -> np.ndarray:
-    """Per problem, 1 where A answers right and B not, -1 the other way, else 0 `[N]`. Both
-    evaluations must cover the same problems."""
+def paired_difference(rows_a: list[dict], rows_b: list[dict], answers: dict[str, int]) -> np.ndarray:
+    """`eval.metrics.correctness_difference` `[N]` of two evaluations, their rows paired by
+    problem id (in A's order). Both evaluations must cover the same problems."""
     by_id_b = {row["id"]: row["answer"] for row in rows_b}
     if sorted(by_id_b) != sorted(row["id"] for row in rows_a):
         raise SystemExit("the two runs were evaluated on different problems")
-    return np.array(
-        [float(row["answer"] == answers[row["id"]]) - float(by_id_b[row["id"]] == answers[row["id"]]) for row in rows_a]
+    return correctness_difference(
+        [row["answer"] for row in rows_a],
+        [by_id_b[row["id"]] for row in rows_a],
+        [answers[row["id"]] for row in rows_a],
     )
 
 
@@ -65,7 +67,7 @@ def main(argv=None) -> None:
         phase_a, rows_a, config = final_rows(run_a, args.split)
         phase_b, rows_b, _ = final_rows(run_b, args.split)
         answers = {problem.id: problem.answer for problem in load_split(config.data, args.split)}
-        difference = correctness_difference(rows_a, rows_b, answers)
+        difference = paired_difference(rows_a, rows_b, answers)
         mean, low, high = (100 * x for x in mean_with_ci95(difference))
         print(f"| {run_a} | {run_b} | {phase_a} | {phase_b} | {mean:+.1f} | {low:+.1f} to {high:+.1f} |")
         every.append(difference)

@@ -1,5 +1,6 @@
 """Evaluation metrics on hand-worked examples."""
 
+import numpy as np
 import pytest
 
 from ares_jax.data.shapes import ShapesTaskConfig, make_split
@@ -76,6 +77,15 @@ def test_mean_with_ci95_by_hand():
     mean, low, high = mean_with_ci95([1, 0, 1, 0])
     assert mean == 0.5 and abs(low - (0.5 - 0.565803)) < 1e-6 and abs(high - (0.5 + 0.565803)) < 1e-6
     assert mean_with_ci95([0.25]) == (0.25, 0.25, 0.25) and mean_with_ci95([]) == (0.0, 0.0, 0.0)
+
+
+def test_correctness_difference_by_hand():
+    from ares_jax.eval.metrics import correctness_difference
+
+    # A right on problems 0 and 2, B right on 1 and 2; problem 3 wrong for both (an unparsed -1).
+    np.testing.assert_array_equal(correctness_difference([0, 2, 1, -1], [1, 1, 1, 2], [0, 1, 1, 0]), [1, -1, 0, 0])
+    with pytest.raises(ValueError, match="3 and 2 predictions for 3 problems"):
+        correctness_difference([0, 1, 2], [0, 1], [0, 1, 2])
 
 
 def test_the_report_names_the_rl_settings():

@@ -8,10 +8,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-from paired_arms import correctness_difference  # noqa: E402
+from paired_arms import paired_difference  # noqa: E402
 
 
-def test_correctness_difference_pairs_by_problem_id_not_by_position():
+def test_paired_difference_pairs_by_problem_id_not_by_position():
     answers = {"p1": 0, "p2": 1, "p3": 2, "p4": 0}
     rows_a = [
         {"id": "p1", "answer": 0},
@@ -26,10 +26,10 @@ def test_correctness_difference_pairs_by_problem_id_not_by_position():
         {"id": "p2", "answer": 2},
         {"id": "p1", "answer": 1},
     ]
-    np.testing.assert_array_equal(correctness_difference(rows_a, rows_b, answers), [1, 1, -1, 0])
+    np.testing.assert_array_equal(paired_difference(rows_a, rows_b, answers), [1, 1, -1, 0])
 
 
-def test_correctness_difference_refuses_different_problems():
+def test_paired_difference_refuses_different_problems():
     rows = [{"id": "p1", "answer": 0}]
     with pytest.raises(SystemExit, match="different problems"):
-        correctness_difference(rows, [{"id": "p2", "answer": 0}], {"p1": 0, "p2": 0})
+        paired_difference(rows, [{"id": "p2", "answer": 0}], {"p1": 0, "p2": 0})

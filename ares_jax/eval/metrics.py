@@ -22,6 +22,14 @@ def answer_accuracy(predicted: Sequence[int], gold: Sequence[int]) -> float:
     return float(np.mean([p == g for p, g in zip(predicted, gold)])) if gold else 0.0
 
 
+def correctness_difference(predicted_a: Sequence[int], predicted_b: Sequence[int], gold: Sequence[int]) -> np.ndarray:
+    """Per problem `[N]`: 1 where A answers right and B not, -1 the other way, else 0 (the
+    paired accuracy difference, for `mean_with_ci95`)."""
+    if not len(predicted_a) == len(predicted_b) == len(gold):
+        raise ValueError(f"{len(predicted_a)} and {len(predicted_b)} predictions for {len(gold)} problems")
+    return np.array([float(a == g) - float(b == g) for a, b, g in zip(predicted_a, predicted_b, gold)])
+
+
 def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     previous = [0] * (len(b) + 1)
     for x in a:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ares_jax.data.problem import Problem
-from ares_jax.eval.metrics import mean_with_ci95
+from ares_jax.eval.metrics import correctness_difference, mean_with_ci95
 
 
 def _title(label: str) -> str:
@@ -41,10 +41,11 @@ def build_report(
         comparison = results["comparison"]
         # The accuracy gain, paired by problem, with its 95% interval: is ARES ahead beyond noise?
         gain, low, high = mean_with_ci95(
-            [
-                float(ares["answer"] == p.answer) - float(base["answer"] == p.answer)
-                for p, base, ares in zip(test, texts["baseline"], texts[final_label])
-            ]
+            correctness_difference(
+                [row["answer"] for row in texts[final_label]],
+                [row["answer"] for row in texts["baseline"]],
+                [p.answer for p in test],
+            )
         )
         final = dict(
             evaluations[final_label],
