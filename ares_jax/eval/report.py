@@ -139,11 +139,11 @@ def _rl_settings_lines(config: dict) -> list[str]:
     kept = rl.get("keep_best", "")  # absent from the reports of older versions
     ending = f"; each round ends with its policy of best validation {kept.replace('_', ' ')}" if kept else ""
     entropy_coef = ppo.get("entropy_coef", 0.0)  # absent from the reports of older versions
-    ending = (f", entropy bonus {entropy_coef}" if entropy_coef else "") + ending
+    bonus = f", entropy bonus {entropy_coef}" if entropy_coef else ""
     return [
         f"RL: rewards at {ppo['reward_placement']} ends, {estimator}, advantages {whitened}, "
         f"KL coefficient {ppo['kl_coef']}, learning rate {rl['learning_rate']}, {rl['epochs']} PPO epochs "
-        f"per rollout batch, sampling temperature {rl['temperature']}{ending}.",
+        f"per rollout batch, sampling temperature {rl['temperature']}{bonus}{ending}.",
         "",
         *_correction_settings_lines(config),
     ]
