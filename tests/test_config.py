@@ -173,6 +173,19 @@ def test_dataset_configs_carry_the_papers_settings(name, epochs, accumulation, w
     assert config.teacher.backend == "anthropic" and config.teacher.model.startswith("claude-3-haiku")
 
 
+def test_half_gold_preset_is_finding_16s_command():
+    # README finding 16 ran these overrides by hand; the preset must stay that run, nothing else
+    finding_16 = [
+        "data.gold_rationales=2000",
+        "correction.questions=3000",
+        "correction.steps=600",
+        "rl.questions_per_round=1024",
+        "rl.eval_every=4",
+        "workdir=runs/shapes_half_gold",
+    ]
+    assert load_config(CONFIGS / "shapes_half_gold.yaml") == load_config(None, finding_16)
+
+
 def test_a_dataset_run_without_its_files_stops_at_start_up_naming_the_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "unused")
     monkeypatch.chdir(tmp_path)  # the config's paths are relative to where the run starts
