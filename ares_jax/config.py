@@ -63,11 +63,12 @@ class DataConfig:
     tfds_data_dir: str = ""
     tfds_fields: tuple[str, ...] = ()  # FIELD=FEATURE pairs, e.g. question=question_text
     shapes: ShapesTaskConfig = dataclasses.field(
-        default_factory=lambda: ShapesTaskConfig(train_size=4000, val_size=1000, test_size=500)
+        default_factory=lambda: ShapesTaskConfig(train_size=4000, val_size=1000, test_size=500, gold_share=0.75)
     )
     vocab_size: int = 600  # of the BPE tokenizer built from the training corpus
-    # the first N training problems keep their gold rationale for the SFT stages (0: all); RL and
-    # the corrections ask about every training question (the Teacher needs only the answer)
+    # the first N training problems keep their gold rationale for the SFT stages (0: the source's
+    # own: all of them, or the built-in task's `shapes.gold_share`); RL and the corrections ask
+    # about every training question (the Teacher needs only the answer)
     gold_rationales: int = 0
 
     def __post_init__(self):
@@ -82,7 +83,7 @@ class DataConfig:
             )
         _positive(self, "vocab_size")
         if self.gold_rationales < 0:
-            raise _FieldError(f"gold_rationales must be 0 (all) or positive, got {self.gold_rationales}")
+            raise _FieldError(f"gold_rationales must be 0 (the source's own) or positive, got {self.gold_rationales}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,9 +300,9 @@ class CorrectionConfig(SFTConfig):
     is fine-tuned on the corrections (the SFT settings inherited here), mixed with the gold
     rationales of `gold_questions` other draws of training questions (0: corrections only)."""
 
-    questions: int = 1024
+    questions: int = 2000  # half the built-in task's training questions, most of its answer-only ones
     gold_questions: int = 0
-    steps: int = 150
+    steps: int = 400  # 6.4 epochs of 2,000 corrections at batch 32
     learning_rate: float = 1e-3
     warmup_steps: int = 10
 

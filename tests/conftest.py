@@ -32,6 +32,7 @@ os.environ["XLA_FLAGS"] = f"{DEFAULT_XLA_FLAGS} {TEST_XLA_FLAGS}".strip()
 TINY_MODEL = ["model.d_model=32", "model.d_ff=64", "model.num_layers=1", "model.num_decoder_layers=1"]
 TINY_SHAPES_RUN = [
     "data.shapes.train_size=64",
+    "data.shapes.gold_share=1.0",  # every training problem with its gold rationale (the default: 3 in 4)
     "data.shapes.test_size=12",
     "data.shapes.val_size=8",
     "data.vocab_size=400",

@@ -37,13 +37,26 @@ def test_a_curriculum_without_its_problems_stops_at_start_up_naming_the_key(tmp_
 
 
 def test_gold_problems_are_the_first_of_the_training_split():
-    assert gold_problems(TRAIN, DataConfig()) is TRAIN  # 0: every problem keeps its gold rationale
+    every_gold = DataConfig(shapes=ShapesTaskConfig(gold_share=1.0))
+    assert gold_problems(TRAIN, every_gold) is TRAIN  # 0: every problem keeps its gold rationale
+    assert gold_problems(TRAIN, DataConfig(source="scienceqa", path="x")) is TRAIN  # a dataset's own: all
     assert gold_problems(TRAIN, DataConfig(gold_rationales=10)) == TRAIN[:10]
     assert gold_problems(TRAIN, DataConfig(gold_rationales=64)) == TRAIN
     with pytest.raises(
         ConfigError, match=r"data.gold_rationales=65: the training split \(train\) has only 64 problems"
     ):
         gold_problems(TRAIN, DataConfig(gold_rationales=65))
+
+
+def test_the_built_in_task_keeps_gold_rationales_for_its_share_of_the_training_split():
+    """The default run's task: the first 3 in 4 training problems with their gold rationale, the
+    rest answer-only; an explicit `data.gold_rationales` count wins over the share."""
+    assert DataConfig().shapes.gold_share == 0.75 and DataConfig().shapes.train_size == 4000
+    assert gold_problems(TRAIN, DataConfig()) == TRAIN[:48]
+    assert gold_problems(TRAIN, DataConfig(shapes=ShapesTaskConfig(gold_share=0.5))) == TRAIN[:32]
+    assert gold_problems(TRAIN, DataConfig(gold_rationales=60)) == TRAIN[:60]
+    with pytest.raises(ValueError, match=r"data.shapes.gold_share must be in \(0, 1\], got 1.5"):
+        ShapesTaskConfig(gold_share=1.5)
 
 
 def test_more_gold_rationales_than_training_problems_stops_at_start_up(tmp_path, capsys):

@@ -48,8 +48,15 @@ class ShapesTaskConfig:
     min_shapes: int = 3
     max_shapes: int = 7
     kinds: tuple[str, ...] = QUESTION_KINDS
+    # The share of the training problems whose gold rationale the loop's SFT stages learn (the
+    # first ones); the rest come with their answer only, for RL and the Teacher's corrections, as
+    # part of a real dataset has no written solution. The generator writes every solution anyway
+    # (the scene's facts); `data.gold_rationales` sets a count instead.
+    gold_share: float = 1.0
 
     def __post_init__(self):
+        if not 0 < self.gold_share <= 1:
+            raise ValueError(f"data.shapes.gold_share must be in (0, 1], got {self.gold_share}")
         unknown = [k for k in self.kinds if k not in QUESTION_KINDS]
         if unknown or not self.kinds:
             raise ValueError(f"data.shapes.kinds: unknown {unknown}; choose from {QUESTION_KINDS}")
