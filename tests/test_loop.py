@@ -208,6 +208,22 @@ def test_settings_a_checkpoint_lacks_count_as_their_defaults():
     assert _changed_keys(saved, {"a": 1, "s": {"b": 2}, "added": 5}, defaults) == []
 
 
+def test_a_run_saved_before_the_task_lost_gold_rationales_is_not_taken_for_the_new_default():
+    """A checkpoint written before `data.shapes.gold_share` existed trained on every gold rationale:
+    resuming it, or starting from it as a baseline, under the new default (3 in 4) names the key."""
+    from ares_jax.config import Config, to_dict
+    from ares_jax.loop.state import _changed_keys, saved_config_defaults
+
+    saved = to_dict(Config())
+    del saved["data"]["shapes"]["gold_share"]  # as an older version wrote it
+    assert saved_config_defaults()["data"]["shapes"]["gold_share"] == 1.0
+    assert saved_config_defaults()["rl"] == to_dict(Config())["rl"]  # every other key: its default
+    assert _changed_keys(saved, to_dict(Config()), saved_config_defaults()) == ["data.shapes.gold_share"]
+    every_gold = to_dict(Config())
+    every_gold["data"]["shapes"]["gold_share"] = 1.0
+    assert _changed_keys(saved, every_gold, saved_config_defaults()) == []
+
+
 def start(workdir):
     command = [sys.executable, "-m", "ares_jax.main", f"workdir={workdir}", *TINY]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -143,6 +143,24 @@ class RunState:
 _MISSING = object()
 
 
+# Keys added since runs were first saved whose default is not what those runs did: a saved config
+# without one is read with the value here (the built-in task had every gold rationale until
+# `data.shapes.gold_share`), so a run or baseline made before is not taken for one made after.
+EARLIER_BEHAVIOUR = {"data": {"shapes": {"gold_share": 1.0}}}
+
+
+def saved_config_defaults() -> dict:
+    """What a key a saved config lacks stands for: the current default, or its EARLIER_BEHAVIOUR."""
+
+    def merged(defaults: dict, earlier: dict) -> dict:
+        return {
+            k: merged(v, earlier[k]) if isinstance(v, dict) and k in earlier else earlier.get(k, v)
+            for k, v in defaults.items()
+        }
+
+    return merged(to_dict(Config()), EARLIER_BEHAVIOUR)
+
+
 def _changed_keys(saved, current, defaults, prefix="") -> list[str]:
     """Dotted keys whose value differs; a key the saved config lacks (written by an older
     version) counts as unchanged when the current value is the default."""
@@ -421,7 +439,7 @@ class Run:
         record = self.checkpointer.record(number)
         changed = [
             k
-            for k in _changed_keys(record["config"], to_dict(self.config), to_dict(Config()))
+            for k in _changed_keys(record["config"], to_dict(self.config), saved_config_defaults())
             if not _within(k, RESUMABLE_CHANGES)
         ]
         if changed:
@@ -482,7 +500,7 @@ class Run:
                 )
             changed = [
                 k
-                for k in _changed_keys(record["config"], to_dict(self.config), to_dict(Config()))
+                for k in _changed_keys(record["config"], to_dict(self.config), saved_config_defaults())
                 if _within(k, BASELINE_SETTINGS)
             ]
             if changed:
