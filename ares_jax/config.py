@@ -86,6 +86,17 @@ class DataConfig:
             raise _FieldError(f"gold_rationales must be 0 (the source's own) or positive, got {self.gold_rationales}")
 
 
+def gold_count(source: str, gold_rationales: int, train_size: int, shapes_gold_share: float = 1.0) -> int:
+    """How many of the first training problems keep their gold rationale for the SFT stages:
+    `data.gold_rationales`, or with 0 the source's own, i.e. all `train_size` of them, or on the
+    built-in task its `data.shapes.gold_share` (at least one)."""
+    if gold_rationales:
+        return gold_rationales
+    if source == "shapes" and shapes_gold_share < 1:
+        return max(1, int(train_size * shapes_gold_share))
+    return train_size
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """A multimodal T5 from random initialisation.

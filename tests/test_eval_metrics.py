@@ -103,3 +103,27 @@ def test_the_report_names_the_rl_settings():
     )
     assert _rl_settings_lines(to_dict(load_config_args(["rounds=0"]))) == []
     assert _rl_settings_lines(to_dict(load_config_args(["method=sft_more"]))) == []
+
+
+def test_the_report_names_the_share_of_gold_rationales():
+    from ares_jax.config import load_config_args, to_dict
+    from ares_jax.eval.report import _gold_rationale_lines
+
+    assert _gold_rationale_lines(to_dict(load_config_args([]))) == [
+        "Gold rationales: the SFT stages learnt those of the first 3000 of the 4000 training questions; the others "
+        "have their answer only (RL and the Teacher's corrections ask about every one).",
+        "",
+    ]
+    assert (
+        "first 2000 of the 4000" in _gold_rationale_lines(to_dict(load_config_args(["data.gold_rationales=2000"])))[0]
+    )
+    assert _gold_rationale_lines(to_dict(load_config_args(["data.shapes.gold_share=1.0"]))) == []
+    older = to_dict(load_config_args([]))
+    del older["data"]["shapes"]["gold_share"]  # a report written before the key: every gold rationale
+    assert _gold_rationale_lines(older) == []
+    dataset = to_dict(load_config_args(["data.source=scienceqa", "data.path=x"]))
+    assert _gold_rationale_lines(dataset) == []  # a dataset's every gold rationale (its size is not in the config)
+    dataset["data"]["gold_rationales"] = 500
+    assert _gold_rationale_lines(dataset)[0].startswith(
+        "Gold rationales: the SFT stages learnt those of the first 500 "
+    )

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from ares_jax.config import gold_count
 from ares_jax.data.problem import Problem
 from ares_jax.eval.metrics import correctness_difference, mean_with_ci95
 
@@ -149,6 +150,28 @@ def _rl_settings_lines(config: dict) -> list[str]:
     ]
 
 
+def _gold_rationale_lines(config: dict) -> list[str]:
+    """One line when the SFT stages learnt the gold rationales of only part of the training split
+    (the rest answer-only: RL and the corrections ask about them)."""
+    data = config["data"]
+    shapes = data.get("shapes", {})
+    share = shapes.get("gold_share", 1.0)  # absent from the reports of older versions: every one
+    if data["source"] == "shapes":
+        count = gold_count("shapes", data.get("gold_rationales", 0), shapes["train_size"], share)
+        of = f" of the {shapes['train_size']}"
+        if count >= shapes["train_size"]:
+            return []
+    elif data.get("gold_rationales", 0):
+        count, of = data["gold_rationales"], ""
+    else:
+        return []
+    return [
+        f"Gold rationales: the SFT stages learnt those of the first {count}{of} training questions; the "
+        "others have their answer only (RL and the Teacher's corrections ask about every one).",
+        "",
+    ]
+
+
 def _correction_settings_lines(config: dict) -> list[str]:
     """One line on each ARES round's correction SFT (ARES runs only)."""
     if config.get("method", "ares") != "ares":
@@ -211,6 +234,7 @@ def _markdown(report: dict) -> str:
         *rows,
         "",
         *_validation_lines(report.get("validation", {})),
+        *_gold_rationale_lines(report["config"]),
         *_rl_settings_lines(report["config"]),
         f"Teacher `{teacher['name']}`: {teacher['requests']} requests, {teacher['cache_hits']} cache hits, "
         f"{teacher['unscored']} unscored, ${teacher['cost_usd']:.4f}. Run time {report['seconds']:.0f} s.",

@@ -6,20 +6,17 @@ from __future__ import annotations
 from collections import Counter
 from typing import Sequence
 
-from ares_jax.config import ConfigError, DataConfig, RationaleConfig
+from ares_jax.config import ConfigError, DataConfig, RationaleConfig, gold_count
 from ares_jax.data.problem import Problem
 
 
 def gold_problems(train: Sequence[Problem], data: DataConfig) -> Sequence[Problem]:
     """The training problems whose gold rationales the SFT stages learn (the baseline's rationale
-    and answer models, SFT-more, `correction.gold_questions`): the first `data.gold_rationales` of
-    the training split; with 0 the source's own, i.e. all of it, or on the built-in task its first
-    `data.shapes.gold_share`. The others are questions with an answer only, for RL and the
-    Teacher's corrections. A ConfigError naming the key when the split has fewer problems."""
-    count = data.gold_rationales
-    if not count and data.source == "shapes" and data.shapes.gold_share < 1:
-        count = max(1, int(len(train) * data.shapes.gold_share))
-    if not count:
+    and answer models, SFT-more, `correction.gold_questions`): the first `gold_count` of the
+    training split. The others are questions with an answer only, for RL and the Teacher's
+    corrections. A ConfigError naming the key when the split has fewer problems."""
+    count = gold_count(data.source, data.gold_rationales, len(train), data.shapes.gold_share)
+    if count == len(train):
         return train
     if count > len(train):
         raise ConfigError(
