@@ -92,9 +92,13 @@ def gold_count(source: str, gold_rationales: int, train_size: int, shapes_gold_s
     built-in task its `data.shapes.gold_share` (at least one)."""
     if gold_rationales:
         return gold_rationales
-    if source == "shapes" and shapes_gold_share < 1:
-        return max(1, int(train_size * shapes_gold_share))
-    return train_size
+    return max(1, int(train_size * shapes_gold_share)) if source == "shapes" else train_size
+
+
+# Keys added since runs were first saved whose default is not what those runs did: a saved config
+# or report without one is read with the value here (the built-in task had every gold rationale
+# until `data.shapes.gold_share`), so a run or baseline made before is not taken for one made after.
+EARLIER_BEHAVIOUR = {"data": {"shapes": {"gold_share": 1.0}}}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from ares_jax.config import gold_count
+from ares_jax.config import EARLIER_BEHAVIOUR, gold_count
 from ares_jax.data.problem import Problem
 from ares_jax.eval.metrics import correctness_difference, mean_with_ci95
 
@@ -153,18 +153,15 @@ def _rl_settings_lines(config: dict) -> list[str]:
 def _gold_rationale_lines(config: dict) -> list[str]:
     """One line when the SFT stages learnt the gold rationales of only part of the training split
     (the rest answer-only: RL and the corrections ask about them)."""
-    data = config["data"]
+    data, earlier = config["data"], EARLIER_BEHAVIOUR["data"]["shapes"]
     shapes = data.get("shapes", {})
-    share = shapes.get("gold_share", 1.0)  # absent from the reports of older versions: every one
-    if data["source"] == "shapes":
-        count = gold_count("shapes", data.get("gold_rationales", 0), shapes["train_size"], share)
-        of = f" of the {shapes['train_size']}"
-        if count >= shapes["train_size"]:
-            return []
-    elif data.get("gold_rationales", 0):
-        count, of = data["gold_rationales"], ""
-    else:
+    # a dataset's size is not in its config: only the built-in task's share can be counted out
+    total = shapes["train_size"] if data["source"] == "shapes" else None
+    share = shapes.get("gold_share", earlier["gold_share"])  # absent from the reports of older versions
+    count = gold_count(data["source"], data.get("gold_rationales", 0), total or 0, share)
+    if not count or count == total:
         return []
+    of = f" of the {total}" if total else ""
     return [
         f"Gold rationales: the SFT stages learnt those of the first {count}{of} training questions; the "
         "others have their answer only (RL and the Teacher's corrections ask about every one).",

@@ -24,7 +24,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 
 from ares_jax.checkpoint import Checkpointer, CheckpointUnreadable, abstract_like
-from ares_jax.config import Config, ConfigError, to_dict
+from ares_jax.config import EARLIER_BEHAVIOUR, Config, ConfigError, to_dict
 from ares_jax.data.problem import Problem
 from ares_jax.loop.lock import WorkdirLock
 from ares_jax.models import MultimodalT5, init_params, logical_axes
@@ -141,12 +141,6 @@ class RunState:
 
 
 _MISSING = object()
-
-
-# Keys added since runs were first saved whose default is not what those runs did: a saved config
-# without one is read with the value here (the built-in task had every gold rationale until
-# `data.shapes.gold_share`), so a run or baseline made before is not taken for one made after.
-EARLIER_BEHAVIOUR = {"data": {"shapes": {"gold_share": 1.0}}}
 
 
 def saved_config_defaults() -> dict:
