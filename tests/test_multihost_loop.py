@@ -69,8 +69,14 @@ def teacher_args(workdir, server):
 
 
 def own_lines(text: str) -> list[str]:
-    """`text` without gloo's connection notices (its threads may write them interleaved)."""
-    return [line for line in text.splitlines() if line.strip() and "[Gloo]" not in line and "peer ranks" not in line]
+    """`text` without gloo's connection notices ("[Gloo] Rank 1 is connected to 3 peer ranks.
+    Expected number of connected peer ranks is : 3"). Its threads write a notice in pieces that
+    may interleave, leaving a count alone on a line (seen in a fresh-clone run: ['3'])."""
+    return [
+        line
+        for line in text.splitlines()
+        if line.strip() and "[Gloo]" not in line and "peer ranks" not in line and not line.strip().isdigit()
+    ]
 
 
 def test_two_processes_run_the_loop_as_one_process_does(tmp_path, server):
