@@ -536,7 +536,7 @@ class Config:
 
 
 def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp))
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
 def _coerce(key: str, tp, value):

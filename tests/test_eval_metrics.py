@@ -101,6 +101,12 @@ def test_the_report_names_the_rl_settings():
     assert _rl_settings_lines(bonus)[0].endswith(
         "sampling temperature 1.0, entropy bonus 0.05; each round ends with its policy of best validation accuracy."
     )
+    monte_carlo = to_dict(load_config_args(["ppo.value_lambda=1.0"]))
+    assert _rl_settings_lines(monte_carlo)[0].startswith(
+        "RL: rewards at sentence ends, GAE (gamma 1.0, lambda 0.95) over the value model (its targets with "
+        "lambda 1.0), warmed up alone on the first 2 rollout batches, advantages whitened"
+    )
+    assert "targets" not in _rl_settings_lines(to_dict(load_config_args(["ppo.value_lambda=0.95"])))[0]
     assert _rl_settings_lines(to_dict(load_config_args(["rounds=0"]))) == []
     assert _rl_settings_lines(to_dict(load_config_args(["method=sft_more"]))) == []
 

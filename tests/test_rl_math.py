@@ -238,6 +238,45 @@ def test_group_advantages_match_numpy_loops():
     np.testing.assert_allclose(np.asarray(returns), to_go, atol=1e-5)
 
 
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+def test_value_lambda_sets_the_value_targets_only(gamma):
+    """ppo.value_lambda=1: the value model's targets are the Monte Carlo returns (discounted
+    rewards-to-go, whatever the critic says), the advantages still GAE's with gae_lambda; None
+    (the default) keeps GAE's returns, A + V."""
+    from ares_jax.rl import PPOConfig, compute_advantages
+
+    batch = random_batch(seed=6)
+    arrays = {"response_mask": batch["mask"], **{k: v for k, v in batch.items() if k != "mask"}}
+    kl_coef, lam = 0.05, 0.95
+    rewards = numpy_token_rewards(
+        **{k: batch[k] for k in ("logprobs", "ref_logprobs", "mask", "segment_ids", "segment_scores")},
+        kl_coef=kl_coef,
+        neutral_score=0.5,
+    )
+    expected_adv, expected_ret = numpy_gae(rewards, batch["values"], batch["mask"], gamma, lam)
+    monte_carlo = np.zeros_like(rewards)
+    for b in range(rewards.shape[0]):
+        following = 0.0
+        for t in reversed(range(int(batch["mask"][b].sum()))):
+            following = rewards[b, t] + gamma * following
+            monte_carlo[b, t] = following
+    for value_lambda, targets in ((None, expected_ret), (lam, expected_ret), (1.0, monte_carlo)):
+        config = PPOConfig(
+            kl_coef=kl_coef, gamma=gamma, gae_lambda=lam, value_lambda=value_lambda, whiten_advantages=False
+        )
+        advantages, returns, _ = compute_advantages(arrays, config)
+        np.testing.assert_allclose(np.asarray(advantages), expected_adv, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(returns), targets, atol=1e-5)
+    assert not np.allclose(monte_carlo, expected_ret, atol=1e-3)  # the two targets differ here
+
+
+def test_value_lambda_out_of_range_is_refused():
+    from ares_jax.rl import PPOConfig
+
+    with pytest.raises(ValueError, match="value_lambda must be in"):
+        PPOConfig(value_lambda=1.5)
+
+
 def test_group_advantages_by_hand():
     """One question, two samples of one sentence each: scores 1.0 and 0.0 around their mean 0.5
     (std 0.5) give +1 and -1 on every token of each sentence; a group that all scored alike gives 0."""

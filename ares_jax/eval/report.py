@@ -134,6 +134,9 @@ def _rl_settings_lines(config: dict) -> list[str]:
         estimator = "group-relative sentence advantages (no critic)"
     else:
         estimator = f"GAE (gamma {ppo['gamma']}, lambda {ppo['gae_lambda']}) over the value model"
+        value_lambda = ppo.get("value_lambda")  # absent from the reports of older versions
+        if value_lambda not in (None, ppo["gae_lambda"]):
+            estimator += f" (its targets with lambda {value_lambda})"
         if rl["value_warmup_batches"]:
             estimator += f", warmed up alone on the first {rl['value_warmup_batches']} rollout batches"
     whitened = "whitened" if ppo["whiten_advantages"] else "not whitened"

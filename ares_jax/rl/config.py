@@ -18,6 +18,10 @@ class PPOConfig:
     advantage: str = "gae"
     gamma: float = 1.0
     gae_lambda: float = 0.95
+    # The lambda of the value model's targets (GAE's returns, `A + V`); None: gae_lambda, the
+    # method's one lambda. 1.0: Monte Carlo returns, targets that do not lean on the critic's own
+    # (at first untrained) values. The advantages keep gae_lambda.
+    value_lambda: float | None = None
     whiten_advantages: bool = True
     clip_range: float = 0.2
     vf_coef: float = 1.0
@@ -30,6 +34,8 @@ class PPOConfig:
             raise ValueError(f"ppo.reward_placement must be 'sentence' or 'sequence', got {self.reward_placement!r}")
         if self.advantage not in ("gae", "group"):
             raise ValueError(f"ppo.advantage must be 'gae' or 'group', got {self.advantage!r}")
+        if self.value_lambda is not None and not 0 <= self.value_lambda <= 1:
+            raise ValueError(f"ppo.value_lambda must be in [0, 1] or null, got {self.value_lambda}")
         if not 0 < self.clip_range < 1:
             raise ValueError(f"ppo.clip_range must be in (0, 1), got {self.clip_range}")
         if self.entropy_coef < 0:

@@ -128,6 +128,10 @@ def compute_advantages(batch, config: PPOConfig, kl_coef=None, group_size: int =
         advantages, returns = gae(
             rewards=rewards, values=batch["values"], mask=mask, gamma=config.gamma, lam=config.gae_lambda
         )
+        if config.value_lambda not in (None, config.gae_lambda):  # the value model's own targets
+            _, returns = gae(
+                rewards=rewards, values=batch["values"], mask=mask, gamma=config.gamma, lam=config.value_lambda
+            )
     if config.whiten_advantages:
         advantages = whiten(advantages, mask)
     return advantages, returns, rewards
