@@ -230,6 +230,9 @@ class RLConfig:
     epochs: int = 4
     minibatch_size: int = 64
     learning_rate: float = 1e-4  # 3e-4 drifts within two rollout batches (README: "Why RL did not learn")
+    # The value model's own learning rate, with its own AdamW and gradient clip (None: one optimizer
+    # over policy and value at learning_rate, their gradients clipped together: the method's).
+    value_learning_rate: float | None = None
     weight_decay: float = 0.01
     kl_target: float = 0.0  # > 0: adapt ppo.kl_coef toward this KL (per token); 0: fixed
     kl_horizon: int = 10000
@@ -277,6 +280,8 @@ class RLConfig:
             "learning_rate",
             "kl_horizon",
         )
+        if self.value_learning_rate is not None and self.value_learning_rate <= 0:
+            raise _FieldError(f"value_learning_rate must be positive or null, got {self.value_learning_rate}")
         counts = (
             self.eval_every,
             self.val_questions,

@@ -8,7 +8,8 @@ Each baseline is a finished `rounds=0` run, each arm run a finished `method=rl_o
 from the same seed's baseline (`baseline_from`), listed in the same seed order. Prints
 `reproduce.py`'s table (mean ± standard deviation over seeds; the change against the same seed's
 baseline is paired) and the greedy validation sentence score and accuracy after each phase, per
-seed."""
+seed. `--val-only`: the validation figures alone, for choosing settings before the test split is
+read."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--baselines", nargs="+", required=True)
     parser.add_argument("--arm", nargs="+", action="append", required=True, help="NAME=RUN RUN ...")
+    parser.add_argument("--val-only", action="store_true", help="leave out the test table (tuning)")
     args = parser.parse_args()
     runs = {"baseline": {seed: figures(run)[0] for seed, run in enumerate(args.baselines)}}
     validation = {}
@@ -43,8 +45,9 @@ def main() -> None:
         name = items[0].split("=", 1)[0]
         for seed, run in enumerate(item.split("=", 1)[-1] for item in items):
             runs.setdefault(name, {})[seed], validation[(name, seed)] = figures(run)
-    print(table(summarize(runs)))
-    print("\n| arm | seed | after | val accuracy | val sentence score |\n|---|---|---|---|---|")
+    if not args.val_only:
+        print(table(summarize(runs)), end="\n\n")
+    print("| arm | seed | after | val accuracy | val sentence score |\n|---|---|---|---|---|")
     for (name, seed), phases in validation.items():
         for phase, metrics in phases.items():
             print(f"| {name} | {seed} | {phase} | {metrics['accuracy']:.1%} | {metrics['sentence_score']:.3f} |")

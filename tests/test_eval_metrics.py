@@ -107,6 +107,11 @@ def test_the_report_names_the_rl_settings():
         "lambda 1.0), warmed up alone on the first 2 rollout batches, advantages whitened"
     )
     assert "targets" not in _rl_settings_lines(to_dict(load_config_args(["ppo.value_lambda=0.95"])))[0]
+    both = to_dict(load_config_args(["ppo.value_lambda=1.0", "rl.value_learning_rate=0.001"]))
+    assert (
+        "over the value model (its targets with lambda 1.0, its own learning rate 0.001), warmed up"
+        in (_rl_settings_lines(both)[0])
+    )
     assert _rl_settings_lines(to_dict(load_config_args(["rounds=0"]))) == []
     assert _rl_settings_lines(to_dict(load_config_args(["method=sft_more"]))) == []
 

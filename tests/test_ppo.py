@@ -14,6 +14,7 @@ from ares_jax.rl import (
     compute_advantages,
     make_ppo_step,
     make_scoring_fn,
+    rl_optimizer,
     sample_responses,
 )
 from ares_jax.train_state import TrainState, adamw
@@ -114,6 +115,33 @@ def test_non_finite_batch_is_skipped_bit_for_bit(setup):
     state, metrics = step(state, batch)
     assert int(metrics["skipped"]) == 1 and int(state.step) == 0
     jax.tree_util.tree_map(np.testing.assert_array_equal, (state.params, state.opt_state), before)
+
+
+def largest_moves(before, after):
+    """The largest change of any parameter of each model: {"policy": float, "value": float}."""
+    return {
+        name: max(
+            float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(after[name]), jax.tree.leaves(before[name]))
+        )
+        for name in ("policy", "value")
+    }
+
+
+@pytest.mark.parametrize("value_only", [False, True])
+def test_value_learning_rate_moves_the_value_model_at_its_own_rate(setup, value_only):
+    """Adam's first step moves a parameter with a gradient by its learning rate (m / sqrt(v) is the
+    gradient's sign), so the largest move of each model is its own rate: 1e-4 for both with one
+    optimizer, 1e-2 for the value model with rl.value_learning_rate; the warm-up step (value only)
+    leaves the policy as it was."""
+    params, scoring = setup
+    batch, _ = rollout(params, params["policy"], scoring, seed=7, config=PPOConfig())
+    for value_rate, expected in ((None, {"policy": 1e-4, "value": 1e-4}), (1e-2, {"policy": 1e-4, "value": 1e-2})):
+        tx = rl_optimizer(1e-4, 0.0, value_learning_rate=value_rate)
+        step = make_ppo_step(POLICY, VALUE, tx, PPOConfig(), value_only=value_only)
+        state, _ = step(TrainState.create(jax.tree_util.tree_map(jnp.copy, params), tx), batch)
+        moves = largest_moves(params, state.params)
+        np.testing.assert_allclose(moves["value"], expected["value"], rtol=1e-3)
+        np.testing.assert_allclose(moves["policy"], 0.0 if value_only else expected["policy"], rtol=1e-3)
 
 
 def value_loss(value_params, batch):

@@ -134,9 +134,12 @@ def _rl_settings_lines(config: dict) -> list[str]:
         estimator = "group-relative sentence advantages (no critic)"
     else:
         estimator = f"GAE (gamma {ppo['gamma']}, lambda {ppo['gae_lambda']}) over the value model"
-        value_lambda = ppo.get("value_lambda")  # absent from the reports of older versions
-        if value_lambda not in (None, ppo["gae_lambda"]):
-            estimator += f" (its targets with lambda {value_lambda})"
+        value_lambda = ppo.get("value_lambda")  # these two are absent from the reports of older versions
+        value_learning_rate = rl.get("value_learning_rate")
+        critic = [f"its targets with lambda {value_lambda}"] if value_lambda not in (None, ppo["gae_lambda"]) else []
+        critic += [f"its own learning rate {value_learning_rate}"] if value_learning_rate is not None else []
+        if critic:
+            estimator += f" ({', '.join(critic)})"
         if rl["value_warmup_batches"]:
             estimator += f", warmed up alone on the first {rl['value_warmup_batches']} rollout batches"
     whitened = "whitened" if ppo["whiten_advantages"] else "not whitened"

@@ -30,12 +30,12 @@ from ares_jax.loop.lock import WorkdirLock
 from ares_jax.models import MultimodalT5, init_params, logical_axes
 from ares_jax.parallel import StepShardings, batch_sharding, param_shardings, state_shardings
 from ares_jax.parallel.multihost import PeerWatch, any_process, is_primary, on_primary
-from ares_jax.rl import make_ppo_step, make_scoring_fn
+from ares_jax.rl import make_ppo_step, make_scoring_fn, rl_optimizer
 from ares_jax.sft import make_sft_step
 from ares_jax.sft.curriculum import gold_problems
 from ares_jax.teacher.base import Teacher, TeacherStats
 from ares_jax.text.tokenizer import Tokenizer
-from ares_jax.train_state import TrainState, adamw, adamw_host_scheduled
+from ares_jax.train_state import TrainState, adamw_host_scheduled
 
 Log = Callable[[str], None]
 
@@ -289,7 +289,7 @@ class Run:
         train-state layout) of the RL rounds."""
         if "rl" not in self._compiled:
             rl = self.config.rl
-            optimizer = adamw(rl.learning_rate, weight_decay=rl.weight_decay)
+            optimizer = rl_optimizer(rl.learning_rate, rl.weight_decay, rl.value_learning_rate)
             models = {"policy": self.policy_model, "value": self.value_model}
             layout = self._state_layout(
                 {name: self._logical(model) for name, model in models.items()},

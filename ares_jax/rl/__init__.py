@@ -9,5 +9,6 @@ from ares_jax.rl.step import (
     compute_advantages,
     make_ppo_step,
     make_scoring_fn,
+    rl_optimizer,
     sample_responses,
 )

@@ -27,7 +27,7 @@ from ares_jax.profiling import scoped
 from ares_jax.rl.advantages import gae, group_advantages, kl_rewards, score_rewards_at_ends, whiten
 from ares_jax.rl.config import PPOConfig
 from ares_jax.rl.loss import ppo_loss
-from ares_jax.train_state import TrainState
+from ares_jax.train_state import TrainState, adamw
 
 if TYPE_CHECKING:
     from ares_jax.parallel.sharding import StepShardings
@@ -135,6 +135,19 @@ def compute_advantages(batch, config: PPOConfig, kl_coef=None, group_size: int =
     if config.whiten_advantages:
         advantages = whiten(advantages, mask)
     return advantages, returns, rewards
+
+
+def rl_optimizer(learning_rate: float, weight_decay: float, value_learning_rate: float | None = None):
+    """The optimizer of the `{"policy": ..., "value": ...}` params: one clipped AdamW over both at
+    `learning_rate` (the method's), or with `value_learning_rate` one each, the value model's at
+    its own rate, each gradient clipped by its own norm."""
+    optimizer = adamw(learning_rate, weight_decay=weight_decay)
+    if value_learning_rate is None:
+        return optimizer
+    value_optimizer = adamw(value_learning_rate, weight_decay=weight_decay)
+    return optax.multi_transform(
+        {"policy": optimizer, "value": value_optimizer}, {"policy": "policy", "value": "value"}
+    )
 
 
 def make_ppo_step(
