@@ -103,7 +103,8 @@ def make_scoring_fn(policy: MultimodalT5, value_model: MultimodalT5, shardings: 
 def compute_advantages(batch, config: PPOConfig, kl_coef=None, group_size: int = 1):
     """Token rewards -> advantages (GAE over the critic's values, or group-relative with
     `config.advantage="group"`, the rows in groups of `group_size` samples of one question) ->
-    (optional) whitening, jitted. Returns (advantages, returns, rewards). `kl_coef` overrides
+    (optional) whitening, jitted. Returns (advantages, returns, rewards); the returns are the
+    value model's targets (GAE's with `config.value_lambda` where it is set). `kl_coef` overrides
     `config.kl_coef` (the adaptive controller's current value)."""
     mask = batch["response_mask"]
     kl_coef = config.kl_coef if kl_coef is None else kl_coef
