@@ -1,0 +1,51 @@
+"""How much of a win rate is the neutral opening sentences: the rule Teacher's judgements of run
+A's rationales against run B's on the same problems, as written and with every neutral opening
+("Let's count the shapes.", a `Starter` claim, score 0.5) taken out of both.
+
+    python experiments/wins_without_openings.py A/eval/rl_2.json B/eval/baseline.json [--split test] [key=value ...]
+
+Files and problems as for `experiments/steps_table.py`. The rule judge orders rationales by a
+right conclusion, then the mean sentence score, less 0.25 per fluency defect (`RuleTeacher.quality`);
+it is symmetric, so one order per pair gives what the report's two orders give (a tie: half a win).
+"""
+
+from __future__ import annotations
+
+from steps_table import files_and_problems, read_rows
+
+from ares_jax.data.prompts import strip_solution_tag
+from ares_jax.data.shapes import claims as C
+from ares_jax.teacher.rule import RuleTeacher
+from ares_jax.text.sentences import split_sentences
+
+
+def without_openings(rationale: str) -> str:
+    """`rationale` without its neutral opening sentences (the solution tag dropped too)."""
+    sentences = split_sentences(strip_solution_tag(rationale))
+    return " ".join(s for s in sentences if not isinstance(C.parse(s), C.Starter))
+
+
+def win_rate(teacher: RuleTeacher, problems: dict, rows_a: dict, rows_b: dict) -> tuple[float, int, int, int]:
+    """(A's win rate over B, wins, ties, losses) over the problems both files hold."""
+    points = {"a": 1.0, "tie": 0.5, "b": 0.0}
+    verdicts = [teacher.verdict(problems[i], rows_a[i], rows_b[i]) for i in sorted(rows_a.keys() & rows_b.keys())]
+    rate = sum(points[v] for v in verdicts) / len(verdicts)
+    return rate, verdicts.count("a"), verdicts.count("tie"), verdicts.count("b")
+
+
+def main(argv=None):
+    args, config, problems = files_and_problems(argv)
+    if len(args.files) != 2:
+        raise SystemExit("give two evaluation files: A's and B's")
+    teacher = RuleTeacher(config.teacher.rule_listing_credit)
+    rows_a, rows_b = ({row["id"]: row["rationale"] for row in read_rows(path)} for path in args.files)
+    print(f"{args.files[0]} against {args.files[1]} ({args.split})")
+    for label, change in (("as written", lambda text: text), ("without neutral openings", without_openings)):
+        stripped_a = {i: change(text) for i, text in rows_a.items()}
+        stripped_b = {i: change(text) for i, text in rows_b.items()}
+        rate, wins, ties, losses = win_rate(teacher, problems, stripped_a, stripped_b)
+        print(f"  {label}: {rate:.1%} ({wins} wins, {ties} ties, {losses} losses)")
+
+
+if __name__ == "__main__":
+    main()
