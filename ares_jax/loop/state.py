@@ -417,6 +417,11 @@ class Run:
         )
         return checkpointer.restore(name, placed, number)
 
+    def _changed_settings(self, record: dict) -> list[str]:
+        """Dotted keys whose value in the config a checkpoint `record` was saved with differs from
+        this run's (a key an older version did not save counts as its earlier behaviour)."""
+        return _changed_keys(record["config"], to_dict(self.config), saved_config_defaults())
+
     def resume(self) -> RunState | None:
         """The state of the newest checkpoint in the work directory that restores (None when there
         is none); its models are restored, the phase's own train state is restored by the phase.
@@ -431,11 +436,7 @@ class Run:
     def _resume_from(self, number: int) -> RunState:
         self.checkpointer.verify(number)  # every file there and whole, before anything is read
         record = self.checkpointer.record(number)
-        changed = [
-            k
-            for k in _changed_keys(record["config"], to_dict(self.config), saved_config_defaults())
-            if not _within(k, RESUMABLE_CHANGES)
-        ]
+        changed = [k for k in self._changed_settings(record) if not _within(k, RESUMABLE_CHANGES)]
         if changed:
             raise ConfigError(
                 f"{self.workdir} holds a run with other settings ({', '.join(changed)}); resume it with the "
@@ -492,11 +493,7 @@ class Run:
                 raise ConfigError(
                     f"baseline_from: {source} is not a finished baseline-only run (rounds=0, its baseline evaluated)"
                 )
-            changed = [
-                k
-                for k in _changed_keys(record["config"], to_dict(self.config), saved_config_defaults())
-                if _within(k, BASELINE_SETTINGS)
-            ]
+            changed = [k for k in self._changed_settings(record) if _within(k, BASELINE_SETTINGS)]
             if changed:
                 raise ConfigError(
                     f"baseline_from: {source}'s baseline was made with other settings "
