@@ -25,7 +25,7 @@ def without_openings(rationale: str) -> str:
     return " ".join(s for s in sentences if not isinstance(C.parse(s), C.Starter))
 
 
-def win_rate(teacher: RuleTeacher, problems: dict, rows_a: dict, rows_b: dict) -> tuple[float, int, int, int]:
+def rule_win_rate(teacher: RuleTeacher, problems: dict, rows_a: dict, rows_b: dict) -> tuple[float, int, int, int]:
     """(A's win rate over B, wins, ties, losses) over the problems both files hold."""
     points = {"a": 1.0, "tie": 0.5, "b": 0.0}
     verdicts = [teacher.verdict(problems[i], rows_a[i], rows_b[i]) for i in sorted(rows_a.keys() & rows_b.keys())]
@@ -43,7 +43,7 @@ def main(argv=None):
     for label, change in (("as written", lambda text: text), ("without neutral openings", without_openings)):
         stripped_a = {i: change(text) for i, text in rows_a.items()}
         stripped_b = {i: change(text) for i, text in rows_b.items()}
-        rate, wins, ties, losses = win_rate(teacher, problems, stripped_a, stripped_b)
+        rate, wins, ties, losses = rule_win_rate(teacher, problems, stripped_a, stripped_b)
         print(f"  {label}: {rate:.1%} ({wins} wins, {ties} ties, {losses} losses)")
 
 

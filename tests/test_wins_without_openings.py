@@ -11,7 +11,7 @@ from ares_jax.text import split_sentences
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-from wins_without_openings import win_rate, without_openings  # noqa: E402
+from wins_without_openings import rule_win_rate, without_openings  # noqa: E402
 
 
 def test_an_opening_loses_a_judgement_as_written_and_ties_without_it():
@@ -28,8 +28,8 @@ def test_an_opening_loses_a_judgement_as_written_and_ties_without_it():
         not any(isinstance(C.parse(s), C.Starter) for s in split_sentences(without_openings(t)))
         for t in opened.values()
     )
-    assert win_rate(teacher, by_id, opened, plain) == (0.0, 0, 0, len(problems))
-    assert win_rate(teacher, by_id, plain, opened) == (1.0, len(problems), 0, 0)
+    assert rule_win_rate(teacher, by_id, opened, plain) == (0.0, 0, 0, len(problems))
+    assert rule_win_rate(teacher, by_id, plain, opened) == (1.0, len(problems), 0, 0)
     stripped = {i: without_openings(text) for i, text in opened.items()}
     assert stripped == plain
-    assert win_rate(teacher, by_id, stripped, plain) == (0.5, 0, len(problems), 0)
+    assert rule_win_rate(teacher, by_id, stripped, plain) == (0.5, 0, len(problems), 0)
