@@ -4,9 +4,10 @@ A's rationales against run B's on the same problems, as written and with every n
 
     python experiments/wins_without_openings.py A/eval/rl_2.json B/eval/baseline.json [--split test] [key=value ...]
 
-Files and problems as for `experiments/steps_table.py`. The rule judge orders rationales by a
-right conclusion, then the mean sentence score, less 0.25 per fluency defect (`RuleTeacher.quality`);
-it is symmetric, so one order per pair gives what the report's two orders give (a tie: half a win).
+Files and problems as for `experiments/steps_table.py`. The judgements are the report's
+(`ares_jax.eval.win_rate`: each pair judged in both orders, a tie half a win); the rule judge orders
+rationales by a right conclusion, then the mean sentence score, less 0.25 per fluency defect
+(`RuleTeacher.quality`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from steps_table import files_and_problems, read_rows
 
 from ares_jax.data.prompts import strip_solution_tag
 from ares_jax.data.shapes import claims as C
+from ares_jax.eval import win_rate
 from ares_jax.teacher.rule import RuleTeacher
 from ares_jax.text.sentences import split_sentences
 
@@ -25,12 +27,11 @@ def without_openings(rationale: str) -> str:
     return " ".join(s for s in sentences if not isinstance(C.parse(s), C.Starter))
 
 
-def rule_win_rate(teacher: RuleTeacher, problems: dict, rows_a: dict, rows_b: dict) -> tuple[float, int, int, int]:
-    """(A's win rate over B, wins, ties, losses) over the problems both files hold."""
-    points = {"a": 1.0, "tie": 0.5, "b": 0.0}
-    verdicts = [teacher.verdict(problems[i], rows_a[i], rows_b[i]) for i in sorted(rows_a.keys() & rows_b.keys())]
-    rate = sum(points[v] for v in verdicts) / len(verdicts)
-    return rate, verdicts.count("a"), verdicts.count("tie"), verdicts.count("b")
+def paired_win_rate(teacher: RuleTeacher, problems: dict, rows_a: dict, rows_b: dict) -> dict[str, float]:
+    """`ares_jax.eval.win_rate` of A's rationales over B's ({id: rationale} each) on the problems
+    both hold."""
+    ids = sorted(rows_a.keys() & rows_b.keys())
+    return win_rate(teacher, [problems[i] for i in ids], [rows_a[i] for i in ids], [rows_b[i] for i in ids])
 
 
 def main(argv=None):
@@ -43,8 +44,11 @@ def main(argv=None):
     for label, change in (("as written", lambda text: text), ("without neutral openings", without_openings)):
         stripped_a = {i: change(text) for i, text in rows_a.items()}
         stripped_b = {i: change(text) for i, text in rows_b.items()}
-        rate, wins, ties, losses = rule_win_rate(teacher, problems, stripped_a, stripped_b)
-        print(f"  {label}: {rate:.1%} ({wins} wins, {ties} ties, {losses} losses)")
+        judged = paired_win_rate(teacher, problems, stripped_a, stripped_b)
+        print(
+            f"  {label}: {judged['win_rate']:.1%} ({judged['wins']:.0f} wins, {judged['ties']:.0f} ties, "
+            f"{judged['losses']:.0f} losses of {judged['judgements']:.0f} judgements)"
+        )
 
 
 if __name__ == "__main__":

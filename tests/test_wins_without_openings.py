@@ -11,7 +11,7 @@ from ares_jax.text import split_sentences
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-from wins_without_openings import rule_win_rate, without_openings  # noqa: E402
+from wins_without_openings import paired_win_rate, without_openings  # noqa: E402
 
 
 def test_an_opening_loses_a_judgement_as_written_and_ties_without_it():
@@ -28,8 +28,15 @@ def test_an_opening_loses_a_judgement_as_written_and_ties_without_it():
         not any(isinstance(C.parse(s), C.Starter) for s in split_sentences(without_openings(t)))
         for t in opened.values()
     )
-    assert rule_win_rate(teacher, by_id, opened, plain) == (0.0, 0, 0, len(problems))
-    assert rule_win_rate(teacher, by_id, plain, opened) == (1.0, len(problems), 0, 0)
+    judgements = 2 * len(problems)  # each pair judged in both orders
+
+    def outcome(rows_a, rows_b):
+        judged = paired_win_rate(teacher, by_id, rows_a, rows_b)
+        assert judged["judgements"] == judgements
+        return judged["win_rate"], judged["wins"], judged["ties"], judged["losses"]
+
+    assert outcome(opened, plain) == (0.0, 0, 0, judgements)
+    assert outcome(plain, opened) == (1.0, judgements, 0, 0)
     stripped = {i: without_openings(text) for i, text in opened.items()}
     assert stripped == plain
-    assert rule_win_rate(teacher, by_id, stripped, plain) == (0.5, 0, len(problems), 0)
+    assert outcome(stripped, plain) == (0.5, 0, judgements, 0)
