@@ -33,6 +33,12 @@ def figures(workdir: str) -> tuple[dict, dict]:
     )
 
 
+def arm_of(items: list[str]) -> tuple[str, list[str]]:
+    """An `--arm` argument: NAME=RUN RUN ... (or NAME=RUN NAME=RUN ..., as a shell's braces give
+    it) -> (NAME, [RUN, ...])."""
+    return items[0].split("=", 1)[0], [item.split("=", 1)[-1] for item in items]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--baselines", nargs="+", required=True)
@@ -41,9 +47,9 @@ def main() -> None:
     args = parser.parse_args()
     runs = {"baseline": {seed: figures(run)[0] for seed, run in enumerate(args.baselines)}}
     validation = {}
-    for items in args.arm:  # NAME=RUN RUN ... (or NAME=RUN NAME=RUN ..., as a shell's braces give it)
-        name = items[0].split("=", 1)[0]
-        for seed, run in enumerate(item.split("=", 1)[-1] for item in items):
+    for items in args.arm:
+        name, arm_runs = arm_of(items)
+        for seed, run in enumerate(arm_runs):
             runs.setdefault(name, {})[seed], validation[(name, seed)] = figures(run)
     if not args.val_only:
         print(table(summarize(runs)), end="\n\n")
