@@ -165,6 +165,11 @@ def main(argv=None):
             cells.append(f"{start:.2f} -> {end:.2f}")
         dropped, kept = selective_drop([(p[min(p)], p[max(p)]) for p in runs])
         print(f"| {name} | " + " | ".join(cells) + f" | {dropped:+.3f} / {kept:+.3f} |")
+    starts = [m for points in next(iter(curves.values())) for m in points[min(points)].values() if "content" in m]
+    print(
+        f"\nContent score at the start ({next(iter(curves))}'s runs), by kind: "
+        + ", ".join(f"{kind} {np.mean([m['content'] for m in starts if m['kind'] == kind]):.3f}" for kind in kinds)
+    )
 
     if args.out:
         accuracies = {name: [curve(report_of(run), "val_accuracy")[1] for run in runs] for name, runs in arms.items()}
