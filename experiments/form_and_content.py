@@ -15,6 +15,7 @@ round's start, the baseline's policy; test: the baseline phase). The table pairs
 problem, the mean over an arm's seeds of the end-minus-start change, and the 95% interval of the
 mean over problems (`ares_jax.eval.metrics.mean_with_ci95`). Every split's problems are the same
 for every seed (`data.shapes.seed`). Machine-independent: it rescores files with the rule Teacher.
+`--val-only` leaves the test files unread (tuning, diagnostics).
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, help="the figure (curves on validation); none: the table only")
     parser.add_argument("--arm", nargs="+", action="append", required=True, help="NAME=RUN RUN ...")
+    parser.add_argument("--val-only", action="store_true", help="leave out the test split (tuning)")
     args = parser.parse_args(argv)
 
     config = load_config_args([])
@@ -131,8 +133,10 @@ def main(argv=None):
         points = [val_points(run, split_problems["val"], teacher) for run in runs]
         curves[name] = points
         val_pairs = [(p[min(p)], p[max(p)]) for p in points]
-        test_pairs = [test_pair(run, split_problems["test"], teacher) for run in runs]
-        for split, pairs in (("val", val_pairs), ("test", test_pairs)):
+        splits = [("val", val_pairs)]
+        if not args.val_only:
+            splits.append(("test", [test_pair(run, split_problems["test"], teacher) for run in runs]))
+        for split, pairs in splits:
             row = [name, split, len(runs)]
             for key in ("all", "content", "openings"):
                 row.append(paired_change(pairs, key))
