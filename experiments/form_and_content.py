@@ -110,7 +110,7 @@ def selective_drop(pairs: list[tuple[dict, dict]]) -> tuple[float, float]:
             after = end[pid]
             if before["openings"] and "content" in after:
                 (kept if after["openings"] else dropped).append(after["content"] - 0.5)
-    return float(np.mean(dropped)), float(np.mean(kept))
+    return tuple(float(np.mean(values)) if values else float("nan") for values in (dropped, kept))
 
 
 def main(argv=None):
