@@ -138,3 +138,40 @@ def test_the_report_names_the_share_of_gold_rationales():
     assert _gold_rationale_lines(dataset)[0].startswith(
         "Gold rationales: the SFT stages learnt those of the first 500 "
     )
+
+
+def test_non_neutral_mean_by_hand():
+    from ares_jax.eval.evaluate import non_neutral_mean
+
+    # per rationale: (1.0 + 0.8) / 2, nothing but neutral (left out), (0.0 + 0.4) / 2, no sentence (left out)
+    assert non_neutral_mean([[0.5, 1.0, 0.8], [0.5], [0.0, 0.5, 0.4], []]) == pytest.approx((0.9 + 0.2) / 2)
+    assert non_neutral_mean([[0.5, 0.5], []]) is None
+
+
+def test_where_neutral_sentences_stand_moves_the_sentence_score_and_not_the_non_neutral_one():
+    """Gold rationales (every sentence above 0.5) and wrong ones (below): a neutral opening put
+    before the gold ones only lowers their mean sentence score, put before the wrong ones raises
+    it; the score without neutral sentences is the same either way (the Teacher's scores, not a
+    copy of its rule: evaluate asks the rule Teacher)."""
+    from ares_jax.data.prompts import strip_solution_tag
+    from ares_jax.data.shapes import claims as C
+    from ares_jax.eval.evaluate import evaluate
+    from ares_jax.text import split_sentences
+
+    problems = [p for p in make_split(ShapesTaskConfig(), "train", 40) if p.solution][:6]
+    gold = [
+        " ".join(s for s in split_sentences(strip_solution_tag(p.solution)) if not isinstance(C.parse(s), C.Starter))
+        for p in problems
+    ]
+    wrong = [f"The answer is ({'BA'[p.answer != 0]})." for p in problems]  # a false conclusion, score < 0.5
+    opening = C.STARTERS[0]
+
+    def scores(gold_texts, wrong_texts):
+        metrics = evaluate([*gold_texts, *wrong_texts], [0] * 12, [*problems, *problems], RuleTeacher(), 4)
+        return metrics["mean_sentence_score"], metrics["mean_non_neutral_score"]
+
+    plain = scores(gold, wrong)
+    placed_well = scores(gold, [f"{opening} {t}" for t in wrong])  # openings where the rest scores low
+    placed_badly = scores([f"{opening} {t}" for t in gold], wrong)
+    assert placed_badly[0] < plain[0] < placed_well[0]
+    assert placed_well[1] == pytest.approx(plain[1]) and placed_badly[1] == pytest.approx(plain[1])

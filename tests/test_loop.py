@@ -112,6 +112,7 @@ def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
     validations = [line for line in lines if line["phase"] == "rl_1" and "val_accuracy" in line]
     assert [line["step"] for line in validations] == [0, 2, 4]
     assert [x for x, _ in report["curves"]["rl_1/val_sentence_score"]] == [0, 2, 4]
+    assert [x for x, _ in report["curves"]["rl_1/val_sentence_score_non_neutral"]] == [0, 2, 4]
     # ... and once after the correction SFT (at its last step); the report's table: the baseline
     # (RL 1's start), after RL 1, after SFT 1
     assert [x for x, _ in report["curves"]["sft_1/val_accuracy"]] == [4]
@@ -141,6 +142,19 @@ def test_run_writes_the_report_table_plot_and_metrics(reference, capsys):
     written = json.loads((workdir / "eval" / "rl_1_val_4.json").read_text())
     right = [parse_answer(r["rationale"], len(val[r["id"]].choices)) == val[r["id"]].answer for r in written]
     assert report["curves"]["rl_1/val_conclusion_accuracy"][-1][1] == pytest.approx(sum(right) / len(right))
+    # the sentence score without neutral sentences, rescored from the same written rationales
+    from ares_jax.teacher import RuleTeacher
+    from ares_jax.text import split_sentences
+
+    decisive_means = []
+    for r in written:
+        scores = RuleTeacher().sentence_scores(val[r["id"]], split_sentences(r["rationale"]))
+        if decisive := [x for x in scores if x != 0.5]:
+            decisive_means.append(sum(decisive) / len(decisive))
+    assert report["curves"]["rl_1/val_sentence_score_non_neutral"][-1][1] == pytest.approx(
+        sum(decisive_means) / len(decisive_means)
+    )
+    assert "|   without neutral (0.5) sentences |" in markdown
     corrections = json.loads((workdir / "corrections" / "round_1.json").read_text())
     assert len(corrections) == 16 and {"id", "rl_rationale", "corrected"} == set(corrections[0])
 

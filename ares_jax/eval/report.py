@@ -119,9 +119,12 @@ def _validation_lines(summary: dict) -> list[str]:
         ("accuracy", "answer accuracy", "{:.1%}"),
         ("conclusion_accuracy", "the rationale's own conclusion right", "{:.1%}"),
         ("sentence_score", "Teacher's mean sentence score", "{:.3f}"),
+        ("sentence_score_non_neutral", "  without neutral (0.5) sentences", "{:.3f}"),
         ("response_tokens", "response tokens", "{:.1f}"),
     ]:
-        lines.append(f"| {name} | " + " | ".join(fmt.format(summary[label][metric]) for label in labels) + " |")
+        values = [summary[label].get(metric) for label in labels]  # runs before a measure existed lack it
+        if any(v is not None for v in values):
+            lines.append(f"| {name} | " + " | ".join("–" if v is None else fmt.format(v) for v in values) + " |")
     return lines + [""]
 
 
@@ -202,6 +205,12 @@ def _markdown(report: dict) -> str:
     for kind in phases["baseline"]["answer_accuracy_by_kind"]:
         row(f"  accuracy: {kind}", [phases[label]["answer_accuracy_by_kind"].get(kind) for label in labels])
     row("Teacher's mean sentence score", [phases[label]["mean_sentence_score"] for label in labels], "{:.3f}")
+    if any("mean_non_neutral_score" in phases[label] for label in labels):  # not in runs made before it
+        row(
+            "  without neutral (0.5) sentences",
+            [phases[label].get("mean_non_neutral_score") for label in labels],
+            "{:.3f}",
+        )
     row("ROUGE-L vs gold", [phases[label]["rouge_l"] for label in labels], "{:.3f}")
     for defect in phases["baseline"]["fluency"]:
         row(f"fluency defect: {defect.replace('_', ' ')}", [phases[label]["fluency"][defect] for label in labels])
@@ -268,6 +277,7 @@ def _plot(report: dict, path: Path) -> None:
     panels = [
         ("sentence_score", "Teacher's mean sentence score (rollouts)"),
         ("val_sentence_score", "sentence score, validation (greedy)"),
+        ("val_sentence_score_non_neutral", "the same without neutral (0.5) sentences"),
         ("val_accuracy", "answer accuracy, validation (greedy)"),
         ("pass_at_k", "right conclusion among k samples (rollouts)"),
         ("kl", "KL to reference (per sample)"),

@@ -208,7 +208,8 @@ def validation(run: Run, state: RunState, policy, name: str, at: int, unit: str 
             run.log(
                 f"{name} {what} after {at} {unit} ({len(problems)} questions): accuracy "
                 f"{point['accuracy']:.3f} (its own conclusion {point['conclusion_accuracy']:.3f}), "
-                f"sentence score {point['sentence_score']:.3f}, {point['response_tokens']:.1f} tokens"
+                f"sentence score {point['sentence_score']:.3f} ({point['sentence_score_non_neutral']:.3f} without "
+                f"neutral sentences), {point['response_tokens']:.1f} tokens"
             )
 
 
@@ -237,6 +238,7 @@ def _greedy_point(run: Run, state: RunState, policy, name: str, at: int, problem
     spent[name] = spent.get(name, 0) + run.teacher.stats.since(before).requests
     points = {
         "sentence_score": metrics["mean_sentence_score"] or 0.0,
+        "sentence_score_non_neutral": metrics["mean_non_neutral_score"] or 0.0,
         "accuracy": metrics["answer_accuracy"],
         # the rationale's own "The answer is (X)": separates the policy from the answer model reading it
         "conclusion_accuracy": conclusion_rates(rationales, problems, 1)["sample_accuracy"],

@@ -27,6 +27,9 @@ from ares_jax.parallel.multihost import on_primary
 Verdict = Literal["a", "b", "tie"]
 T = TypeVar("T")
 
+# The rubric's neutral score: a starting thought, a true but indecisive statement (module docstring).
+NEUTRAL_SCORE = 0.5
+
 
 @dataclasses.dataclass
 class TeacherStats:
