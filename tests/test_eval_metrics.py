@@ -175,3 +175,28 @@ def test_where_neutral_sentences_stand_moves_the_sentence_score_and_not_the_non_
     placed_badly = scores([f"{opening} {t}" for t in gold], wrong)
     assert placed_badly[0] < plain[0] < placed_well[0]
     assert placed_well[1] == pytest.approx(plain[1]) and placed_badly[1] == pytest.approx(plain[1])
+
+
+def test_curves_png_gives_each_curve_its_own_panel():
+    """Every RL panel holds its rounds' curve and nothing else; the SFT losses and the test
+    accuracy have panels of their own (a panel added to RL_PANELS once pushed the value loss
+    under the SFT losses)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ares_jax.eval.report import RL_PANELS, _figure
+
+    curves = {f"rl_{r}/{metric}": [[0, 0.1 * r], [1, 0.2 * r]] for r in (1, 2) for metric, _ in RL_PANELS}
+    curves |= {"rationale_sft/loss": [[0, 2.0], [10, 1.0]], "answer_sft/loss": [[0, 1.0], [10, 0.5]]}
+    phases = {"baseline": {"answer_accuracy": 0.5}, "rl_1": {"answer_accuracy": 0.6}}
+    figure = _figure({"curves": curves, "phases": phases}, plt)
+    by_title = {axis.get_title(): axis for axis in figure.axes if axis.axison}
+    assert list(by_title) == [title for _, title in RL_PANELS] + ["SFT losses", "test answer accuracy per phase"]
+    for metric, title in RL_PANELS:
+        lines = by_title[title].get_lines()
+        assert [line.get_label() for line in lines] == ["rl_1", "rl_2"]
+        assert [list(line.get_ydata()) for line in lines] == [[0.1, 0.2], [0.2, 0.4]]
+    assert [line.get_label() for line in by_title["SFT losses"].get_lines()] == ["rationale_sft", "answer_sft"]
+    plt.close(figure)

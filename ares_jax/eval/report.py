@@ -266,28 +266,41 @@ def _markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+# curves.png's RL panels: (curve `rl_<r>/<metric>`, title), one panel each
+RL_PANELS = (
+    ("sentence_score", "Teacher's mean sentence score (rollouts)"),
+    ("val_sentence_score", "sentence score, validation (greedy)"),
+    ("val_sentence_score_non_neutral", "the same without neutral (0.5) sentences"),
+    ("val_accuracy", "answer accuracy, validation (greedy)"),
+    ("pass_at_k", "right conclusion among k samples (rollouts)"),
+    ("kl", "KL to reference (per sample)"),
+    ("entropy", "policy entropy per token (rollouts)"),
+    ("explained_variance", "value model: explained variance"),
+    ("val_response_tokens", "response tokens, validation"),
+    ("policy_loss", "PPO policy loss"),
+    ("value_loss", "PPO value loss"),
+)
+
+
 def _plot(report: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    figure = _figure(report, plt)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def _figure(report: dict, plt):
+    """curves.png's figure: the RL panels (`RL_PANELS`), then the SFT losses and the test answer
+    accuracy per phase; the grid's spare panels are left blank."""
     curves = report["curves"]
-    figure, axes = plt.subplots(3, 4, figsize=(17, 10))
-    panels = [
-        ("sentence_score", "Teacher's mean sentence score (rollouts)"),
-        ("val_sentence_score", "sentence score, validation (greedy)"),
-        ("val_sentence_score_non_neutral", "the same without neutral (0.5) sentences"),
-        ("val_accuracy", "answer accuracy, validation (greedy)"),
-        ("pass_at_k", "right conclusion among k samples (rollouts)"),
-        ("kl", "KL to reference (per sample)"),
-        ("entropy", "policy entropy per token (rollouts)"),
-        ("explained_variance", "value model: explained variance"),
-        ("val_response_tokens", "response tokens, validation"),
-        ("policy_loss", "PPO policy loss"),
-        ("value_loss", "PPO value loss"),
-    ]
-    for axis, (metric, title) in zip(axes.flat, panels):
+    columns = 5
+    rows = -(-(len(RL_PANELS) + 2) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows))
+    for axis, (metric, title) in zip(axes.flat, RL_PANELS):
         for name, points in curves.items():
             if name.startswith("rl_") and name.endswith("/" + metric):
                 axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name.split("/")[0])
@@ -299,7 +312,7 @@ def _plot(report: dict, path: Path) -> None:
         axis.set_xlabel("rollout batch")
         if axis.get_legend_handles_labels()[0]:  # a run without RL rounds has nothing to label
             axis.legend(fontsize=8)
-    axis = axes.flat[10]
+    axis = axes.flat[len(RL_PANELS)]
     for name, points in curves.items():
         if name.endswith("/loss"):
             axis.plot([p[0] for p in points], [p[1] for p in points], label=name.split("/")[0])
@@ -307,14 +320,15 @@ def _plot(report: dict, path: Path) -> None:
     axis.set_title("SFT losses")
     axis.set_xlabel("step")
     axis.legend(fontsize=8)
-    axis = axes.flat[11]
+    axis = axes.flat[len(RL_PANELS) + 1]
     labels = list(report["phases"])
     axis.plot(range(len(labels)), [report["phases"][label]["answer_accuracy"] for label in labels], marker="o")
     axis.set_xticks(range(len(labels)), [_title(label) for label in labels], rotation=30, fontsize=8)
     axis.set_title("test answer accuracy per phase")
+    for axis in axes.flat[len(RL_PANELS) + 2 :]:
+        axis.axis("off")
     figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
+    return figure
 
 
 def write_report(workdir: Path, report: dict) -> None:
