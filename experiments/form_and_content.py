@@ -29,7 +29,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from plot_why import curve, report_of, round_offsets  # noqa: E402
+from plot_why import curve, report_of, round_offsets, val_point_files  # noqa: E402
 from rl_only_table import arm_of  # noqa: E402
 from steps_table import read_rows  # noqa: E402
 
@@ -70,12 +70,8 @@ def split_mean(measures: dict[str, dict], key: str) -> float:
 def val_points(workdir: Path, problems: dict, teacher: RuleTeacher) -> dict[int, dict]:
     """{rollout batch over the run: per_rationale of that validation point}; a later round's first
     point repeats the previous round's last (RL only: the same policy) and is kept once."""
-    offsets = round_offsets(report_of(workdir), "val_accuracy")
-    points = {}
-    for path in sorted(workdir.glob("eval/rl_*_val_*.json")):
-        r, batch = map(int, re.fullmatch(r"rl_(\d+)_val_(\d+)", path.stem).groups())
-        points.setdefault(offsets[r] + batch, per_rationale(read_rows(path), problems, teacher))
-    return dict(sorted(points.items()))
+    files = val_point_files(workdir, round_offsets(report_of(workdir), "val_accuracy"))
+    return {batch: per_rationale(read_rows(path), problems, teacher) for batch, path in files.items()}
 
 
 def test_pair(workdir: Path, problems: dict, teacher: RuleTeacher) -> tuple[dict, dict]:

@@ -63,15 +63,25 @@ def report_of(workdir: Path) -> dict:
     return json.loads((workdir / "report.json").read_text())
 
 
-def claims_per_point(workdir: Path, problems: dict, teacher: RuleTeacher, offsets: dict[int, int]):
-    """{rollout batch over the run: ({claim kind: scores}, rationales)} from the run's
-    `rl_<r>_val_<batch>.json` (`offsets`: from `round_offsets`)."""
-    points = {}
+def val_point_files(workdir: Path, offsets: dict[int, int]) -> dict[int, Path]:
+    """{rollout batch over the run: the run's `eval/rl_<r>_val_<batch>.json`} (`offsets`: from
+    `round_offsets`); a round's first point repeats the previous round's last (RL only: the same
+    policy) and the earlier file is kept."""
+    files = {}
     for path in sorted(workdir.glob("eval/rl_*_val_*.json")):
         r, batch = map(int, re.fullmatch(r"rl_(\d+)_val_(\d+)", path.stem).groups())
+        files.setdefault(offsets[r] + batch, path)
+    return dict(sorted(files.items()))
+
+
+def claims_per_point(workdir: Path, problems: dict, teacher: RuleTeacher, offsets: dict[int, int]):
+    """{rollout batch over the run: ({claim kind: scores}, rationales)} from the run's validation
+    files (`val_point_files`)."""
+    points = {}
+    for batch, path in val_point_files(workdir, offsets).items():
         rows = read_rows(path)
-        points[offsets[r] + batch] = (by_claim(rows, problems, teacher), len(rows))
-    return dict(sorted(points.items()))
+        points[batch] = (by_claim(rows, problems, teacher), len(rows))
+    return points
 
 
 def plot_per_rationale(ax, points: dict, kinds: tuple[tuple[str, str], ...]):

@@ -27,7 +27,7 @@ from ares_jax.config import RULE_LISTING_CREDITS
 from ares_jax.data.problem import Problem
 from ares_jax.data.prompts import strip_solution_tag
 from ares_jax.data.shapes import claims as C
-from ares_jax.teacher.base import Teacher, Verdict
+from ares_jax.teacher.base import NEUTRAL_SCORE, Teacher, Verdict
 from ares_jax.text.fluency import is_finished, repeated_sentences, sentence_key
 from ares_jax.text.sentences import split_sentences
 
@@ -82,7 +82,7 @@ class RuleTeacher(Teacher):
             elif isinstance(claim, C.Answer) or (not isinstance(claim, C.Starter) and C.topic(claim) in relevant):
                 score = 1.0
             else:
-                score = 0.5
+                score = NEUTRAL_SCORE
             if claim is not None:
                 seen_claims.add(claim)
                 seen_topics.add(C.topic(claim))
