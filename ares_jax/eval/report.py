@@ -124,8 +124,13 @@ def _validation_lines(summary: dict) -> list[str]:
     ]:
         values = [summary[label].get(metric) for label in labels]  # runs before a measure existed lack it
         if any(v is not None for v in values):
-            lines.append(f"| {name} | " + " | ".join("–" if v is None else fmt.format(v) for v in values) + " |")
+            lines.append(_table_row(name, values, fmt))
     return lines + [""]
+
+
+def _table_row(name: str, values, fmt: str) -> str:
+    """A markdown table row: `name`, then each value in `fmt` ("–" for None)."""
+    return f"| {name} | " + " | ".join("–" if v is None else fmt.format(v) for v in values) + " |"
 
 
 def _rl_settings_lines(config: dict) -> list[str]:
@@ -199,7 +204,7 @@ def _markdown(report: dict) -> str:
     rows = [header, "|---" * (len(labels) + 1) + "|"]
 
     def row(name, values, fmt="{:.1%}"):
-        rows.append(f"| {name} | " + " | ".join("–" if v is None else fmt.format(v) for v in values) + " |")
+        rows.append(_table_row(name, values, fmt))
 
     row("answer accuracy", [phases[label]["answer_accuracy"] for label in labels])
     for kind in phases["baseline"]["answer_accuracy_by_kind"]:
