@@ -172,11 +172,15 @@ class RuleTeacher(Teacher):
         sentences = split_sentences(strip_solution_tag(rationale))
         if not sentences:
             return 0.0
-        _, check = self._facts(problem)
         scores = self.sentence_scores(problem, sentences)
-        concluded = any(isinstance(claim, C.Answer) and check(claim) for claim in map(C.parse, sentences))
         defects = sum(repeated_sentences(sentences)) + (not is_finished(sentences[-1]))
-        return float(concluded) + sum(scores) / len(scores) - DEFECT_PENALTY * defects
+        return float(self.concludes(problem, rationale)) + sum(scores) / len(scores) - DEFECT_PENALTY * defects
+
+    def concludes(self, problem: Problem, rationale: str) -> bool:
+        """Whether the rationale states the correct final answer (the first term of `quality`)."""
+        _, check = self._facts(problem)
+        sentences = split_sentences(strip_solution_tag(rationale))
+        return any(isinstance(claim, C.Answer) and check(claim) for claim in map(C.parse, sentences))
 
     def verdict(self, problem: Problem, rationale_a: str, rationale_b: str) -> Verdict:
         difference = self.quality(problem, rationale_a) - self.quality(problem, rationale_b)

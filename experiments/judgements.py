@@ -1,0 +1,147 @@
+"""What decides the rule judge's judgements of a run's rationales against its baseline's, and how
+far the run got toward the Teacher's own corrections of the baseline's rationales.
+
+    .venv/bin/python experiments/judgements.py --split val \
+        --arm ARES=runs/reproduce_g3/seed{0,1,2}/ares --arm SFT-more=runs/reproduce_g3/seed{0,1,2}/sft_more
+
+The rule judge (`RuleTeacher.quality`) orders two rationales by a right conclusion, then the mean
+sentence score, less 0.25 per fluency defect; a tie is half a win (`ares_jax.eval.win_rate`). Per
+problem, the run's last evaluation (A: test, the last phase's `eval/<phase>.json`; validation, the
+last phase's last `eval/<phase>_val_<step>.json`) against its first (B: `eval/baseline.json`; the
+first validation point, the baseline's policy) falls in one of:
+
+  same text           A and B wrote the same rationale: a tie;
+  same score, right   different words, the same scores, the right conclusion: a tie that only
+                      form can break (a neutral opening dropped raises a mean above 0.5);
+  same score, wrong   the same, without the right conclusion: a tie that better content breaks;
+  A / B concludes     only one of them states the right answer: decided by the conclusion;
+  A / B scores more   both or neither conclude: decided by the mean sentence score (and defects).
+
+`corrected` is the same judge's rate for the Teacher's corrections of B's rationales
+(`RuleTeacher.corrected`) against B: what a model that wrote the corrected rationale of every
+problem would win, the ceiling of what the correction SFT could teach. `of the way` is
+(win rate - 0.5) / (corrected - 0.5). `for 65%` is the share of the decided problems A would
+have to win for a 65% win rate with the ties as they are. Means over the runs of an arm.
+`--without-openings` takes the neutral opening sentences out of every rationale first
+(`wins_without_openings.without_openings`): the judgements on content alone.
+Machine-independent: it rescores files with the rule Teacher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import Counter
+from pathlib import Path
+
+from plot_why import report_of
+from rl_only_table import arm_of
+from steps_table import read_rows
+from wins_without_openings import without_openings
+
+from ares_jax.config import load_config_args
+from ares_jax.data.load import load_split
+from ares_jax.teacher.rule import RuleTeacher
+
+OUTCOMES = (
+    "same text",
+    "same score, right",
+    "same score, wrong",
+    "A concludes",
+    "B concludes",
+    "A scores more",
+    "B scores more",
+)
+WON_BY_A = ("A concludes", "A scores more")
+TIES = ("same text", "same score, right", "same score, wrong")
+TARGET = 0.65  # #19's win rate
+
+
+def outcome(teacher: RuleTeacher, problem, rationale_a: str, rationale_b: str) -> str:
+    """Which of OUTCOMES the rule judge's verdict on A against B is."""
+    if rationale_a.strip() == rationale_b.strip():
+        return "same text"
+    verdict = teacher.verdict(problem, rationale_a, rationale_b)
+    if verdict == "tie":
+        return "same score, right" if teacher.concludes(problem, rationale_a) else "same score, wrong"
+    winner = "A" if verdict == "a" else "B"
+    if teacher.concludes(problem, rationale_a) != teacher.concludes(problem, rationale_b):
+        return f"{winner} concludes"
+    return f"{winner} scores more"
+
+
+def outcome_shares(teacher: RuleTeacher, problems: dict, rows_a: dict, rows_b: dict) -> dict[str, float]:
+    """{outcome: share of the problems both hold} and the win rate (a tie half a win) of A's
+    rationales ({id: rationale}) over B's."""
+    ids = sorted(rows_a.keys() & rows_b.keys())
+    counts = Counter(outcome(teacher, problems[i], rows_a[i], rows_b[i]) for i in ids)
+    shares = {name: counts[name] / len(ids) for name in OUTCOMES}
+    shares["win rate"] = sum(shares[name] for name in WON_BY_A) + 0.5 * sum(shares[name] for name in TIES)
+    return shares
+
+
+def corrected_rows(teacher: RuleTeacher, problems: dict, rows: dict) -> dict:
+    """The Teacher's correction of each rationale."""
+    return {i: teacher.corrected(problems[i], text) for i, text in rows.items()}
+
+
+def needed_for(target: float, shares: dict[str, float]) -> float:
+    """The share of the decided problems A must win for `target` with the ties as they are."""
+    ties = sum(shares[name] for name in TIES)
+    return (target - 0.5 * ties) / (1.0 - ties) if ties < 1.0 else float("nan")
+
+
+def first_and_last(workdir: Path, split: str) -> tuple[Path, Path]:
+    """(the baseline's evaluation file, the last phase's) of a run on `split` (test or val)."""
+    phases = list(report_of(workdir)["phases"])
+    if split == "test":
+        return workdir / "eval" / "baseline.json", workdir / "eval" / f"{phases[-1]}.json"
+
+    def points(phase: str) -> list[Path]:
+        files = workdir.glob(f"eval/{phase}_val_*.json")
+        return sorted(files, key=lambda p: int(re.fullmatch(rf"{phase}_val_(\d+)", p.stem).group(1)))
+
+    trained = [phase for phase in phases if phase != "baseline" and points(phase)]
+    if not trained:
+        raise SystemExit(f"{workdir}: no validation files (eval/<phase>_val_<step>.json)")
+    return points(trained[0])[0], points(trained[-1])[-1]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--arm", nargs="+", action="append", required=True, help="NAME=RUN RUN ...")
+    parser.add_argument("--split", default="val", choices=("val", "test"))
+    parser.add_argument("--without-openings", action="store_true", help="neutral openings taken out of both")
+    args = parser.parse_args(argv)
+    config = load_config_args([])
+    teacher = RuleTeacher(config.teacher.rule_listing_credit)
+    problems = {p.id: p for p in load_split(config.data, args.split)}
+
+    columns = ("win rate",) + OUTCOMES + ("corrected", "of the way", f"for {TARGET:.0%}")
+    text_of = without_openings if args.without_openings else str.strip
+    print(
+        f"judgements of each run's last {args.split} evaluation against its baseline's"
+        + (", neutral openings taken out" if args.without_openings else "")
+        + " (% of the problems)\n"
+    )
+    print("| arm | runs | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
+    for items in args.arm:
+        name, runs = arm_of(items)
+        rows = []
+        for run in map(Path, runs):
+            path_b, path_a = first_and_last(run, args.split)
+            rows_b = {row["id"]: text_of(row["rationale"]) for row in read_rows(path_b)}
+            rows_a = {row["id"]: text_of(row["rationale"]) for row in read_rows(path_a)}
+            shares = outcome_shares(teacher, problems, rows_a, rows_b)
+            ceiling = outcome_shares(teacher, problems, corrected_rows(teacher, problems, rows_b), rows_b)
+            shares["corrected"] = ceiling["win rate"]
+            shares["of the way"] = (shares["win rate"] - 0.5) / (ceiling["win rate"] - 0.5)
+            shares[f"for {TARGET:.0%}"] = needed_for(TARGET, shares)
+            rows.append(shares)
+        means = [sum(row[column] for row in rows) / len(rows) for column in columns]
+        print(f"| {name} | {len(rows)} | " + " | ".join(f"{100 * value:.1f}" for value in means) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""experiments/judgements.py: what decides the rule judge's judgements, and the Teacher's
+corrections as their ceiling."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from ares_jax.data.prompts import strip_solution_tag
+from ares_jax.data.shapes import ShapesTaskConfig, make_split
+from ares_jax.data.shapes import claims as C
+from ares_jax.teacher import RuleTeacher
+from ares_jax.text import split_sentences
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+
+from judgements import corrected_rows, first_and_last, needed_for, outcome, outcome_shares  # noqa: E402
+from wins_without_openings import paired_win_rate, without_openings  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cases():
+    """Six training problems with gold rationales and, per problem, the gold rationale (openings
+    out), the same with a wrong final answer, and both with a neutral opening put first."""
+    problems = [p for p in make_split(ShapesTaskConfig(), "train", 40) if p.solution][:6]
+    texts = {}
+    for problem in problems:
+        sentences = split_sentences(without_openings(" ".join(split_sentences(strip_solution_tag(problem.solution)))))
+        assert isinstance(C.parse(sentences[-1]), C.Answer)
+        wrong_answer = C.render(C.Answer((problem.answer + 1) % len(problem.choices)))
+        right = " ".join(sentences)
+        wrong = " ".join(sentences[:-1] + [wrong_answer])
+        texts[problem.id] = {
+            "right": right,
+            "wrong": wrong,
+            "right, opened": f"{C.STARTERS[0]} {right}",
+            "right, opened otherwise": f"{C.STARTERS[1]} {right}",
+            "wrong, opened": f"{C.STARTERS[0]} {wrong}",
+            "wrong, opened otherwise": f"{C.STARTERS[1]} {wrong}",
+        }
+    return {p.id: p for p in problems}, texts
+
+
+def test_each_outcome_on_hand_made_pairs(cases):
+    """Same text; two openings worded differently before the same right (wrong) rationale: the
+    same score, right (wrong); the right answer against a wrong one: decided by the conclusion,
+    either way round; both right, one without the 0.5 opening: a higher mean score."""
+    problems, texts = cases
+    teacher = RuleTeacher()
+    expected = [
+        ("right", "right", "same text"),
+        ("right, opened", "right, opened otherwise", "same score, right"),
+        ("wrong, opened", "wrong, opened otherwise", "same score, wrong"),
+        ("right", "wrong", "A concludes"),
+        ("wrong, opened", "right", "B concludes"),
+        ("right", "right, opened", "A scores more"),
+        ("right, opened", "right", "B scores more"),
+    ]
+    for pid, problem in problems.items():
+        for a, b, result in expected:
+            assert outcome(teacher, problem, texts[pid][a], texts[pid][b]) == result, (a, b)
+
+
+def test_shares_and_win_rate_are_the_reports(cases):
+    """Over a mix of pairs the shares add to one and the win rate equals `ares_jax.eval.win_rate`'s
+    (each pair judged in both orders, a tie half a win)."""
+    problems, texts = cases
+    teacher = RuleTeacher()
+    ids = sorted(problems)
+    pairs = [("right", "wrong"), ("right, opened", "right, opened otherwise"), ("wrong", "right")]
+    pairs += [("right", "right, opened"), ("right", "right"), ("wrong, opened", "wrong, opened otherwise")]
+    rows_a = {pid: texts[pid][pairs[n][0]] for n, pid in enumerate(ids)}
+    rows_b = {pid: texts[pid][pairs[n][1]] for n, pid in enumerate(ids)}
+    shares = outcome_shares(teacher, problems, rows_a, rows_b)
+    assert shares["win rate"] == pytest.approx(paired_win_rate(teacher, problems, rows_a, rows_b)["win_rate"])
+    assert shares["win rate"] == pytest.approx((2 + 0.5 * 3) / 6)
+    assert sum(value for name, value in shares.items() if name != "win rate") == pytest.approx(1.0)
+
+
+def test_the_corrections_win_over_wrong_rationales_and_tie_with_right_ones(cases):
+    problems, texts = cases
+    teacher = RuleTeacher()
+    wrong = {pid: texts[pid]["wrong, opened"] for pid in problems}
+    fixed = corrected_rows(teacher, problems, wrong)
+    assert all(teacher.concludes(problems[pid], text) for pid, text in fixed.items())
+    assert outcome_shares(teacher, problems, fixed, wrong)["win rate"] == 1.0
+    right = {pid: texts[pid]["right, opened"] for pid in problems}
+    assert outcome_shares(teacher, problems, corrected_rows(teacher, problems, right), right)["win rate"] == 0.5
+
+
+def test_needed_for_by_hand():
+    """40% ties give 20 of the 65 points; the other 45 must come from the 60% decided: 75% of them."""
+    shares = {"same text": 0.1, "same score, right": 0.2, "same score, wrong": 0.1}
+    assert needed_for(0.65, shares) == pytest.approx(0.75)
+
+
+def test_first_and_last_files(tmp_path):
+    """Test: the baseline's file and the last phase's; validation: the first phase's first point
+    and the last phase's last, steps ordered as numbers (50 before 400)."""
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "report.json").write_text(json.dumps({"phases": {"baseline": {}, "rl_1": {}, "sft_1": {}}}))
+    for name in ("baseline", "rl_1", "sft_1", "rl_1_val_0", "rl_1_val_4", "sft_1_val_50", "sft_1_val_400"):
+        (tmp_path / "eval" / f"{name}.json").write_text("[]")
+    assert first_and_last(tmp_path, "test") == (tmp_path / "eval/baseline.json", tmp_path / "eval/sft_1.json")
+    assert first_and_last(tmp_path, "val") == (tmp_path / "eval/rl_1_val_0.json", tmp_path / "eval/sft_1_val_400.json")
