@@ -104,3 +104,28 @@ def test_first_and_last_files(tmp_path):
         (tmp_path / "eval" / f"{name}.json").write_text("[]")
     assert first_and_last(tmp_path, "test") == (tmp_path / "eval/baseline.json", tmp_path / "eval/sft_1.json")
     assert first_and_last(tmp_path, "val") == (tmp_path / "eval/rl_1_val_0.json", tmp_path / "eval/sft_1_val_400.json")
+
+
+def test_groups_of_the_training_problems(tmp_path):
+    """Eight problems, the first six with gold rationales (gold_share 0.75); of the two answer-only
+    ones, g corrected in round 2 (and 1), h in round 1 only; with a ninth answer-only problem i
+    never corrected when the split holds nine."""
+    from judgements_seen import groups_of
+
+    data = {"source": "shapes", "gold_rationales": 0, "shapes": {"gold_share": 0.75}}
+    (tmp_path / "report.json").write_text(json.dumps({"config": {"data": data}}))
+    (tmp_path / "corrections").mkdir()
+    for r, ids in ((1, "agh"), (2, "bg")):
+        rows = [{"id": i, "rl_rationale": "", "corrected": ""} for i in ids]
+        (tmp_path / "corrections" / f"round_{r}.json").write_text(json.dumps(rows))
+    problems = {i: None for i in "abcdefgh"}
+    assert groups_of(tmp_path, problems) == {
+        "gold": set("abcdef"),
+        "corrected last round": {"g"},
+        "corrected earlier": {"h"},
+        "never corrected": set(),
+    }
+    data["gold_rationales"] = 5
+    (tmp_path / "report.json").write_text(json.dumps({"config": {"data": data}}))
+    groups = groups_of(tmp_path, {i: None for i in "abcdefghi"})
+    assert groups["gold"] == set("abcde") and groups["never corrected"] == {"f", "i"}

@@ -1,0 +1,94 @@
+"""The judgements of `judgements.py` on the training problems, grouped by what the loop did with
+them: does a run get further toward the Teacher's corrections on the problems it was corrected
+on than on the others?
+
+    .venv/bin/python -m ares_jax.predict workdir=RUN split=train out=RUN_train.jsonl   # and the baseline's
+    .venv/bin/python experiments/judgements_seen.py --arm ARES=RUN:RUN_train.jsonl:BASE_train.jsonl ...
+
+Each `--arm` item is an ARES run's work directory (its corrections define the groups), a model's
+greedy rationales on the training split (`ares_jax.predict`; the run's, or for a control arm such
+as SFT-more those of another run from the same baseline) and the baseline's, joined by ':'.
+Groups: the training problems with a gold rationale (the baseline's SFT data), and those without
+one (answer-only) that the Teacher corrected in the run's last round, in an earlier round only,
+or never (`corrections/round_<r>.json`).
+Columns as in `judgements.py`; means over the runs of an arm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from judgements import TARGET, corrected_rows, needed_for, outcome_shares
+from plot_why import report_of
+from rl_only_table import arm_of
+from steps_table import read_rows
+
+from ares_jax.config import gold_count, load_config_args
+from ares_jax.data.load import load_split
+from ares_jax.teacher.rule import RuleTeacher
+
+GROUPS = ("gold", "corrected last round", "corrected earlier", "never corrected")
+COLUMNS = ("win rate", "A concludes", "B concludes", "corrected", "of the way", f"for {TARGET:.0%}")
+
+
+def groups_of(workdir: Path, problems: dict) -> dict[str, set[str]]:
+    """{group: problem ids} of the training problems (`problems`: {id: problem} in the split's
+    order, whose first `gold_count` had their gold rationale in the run's SFT) for a run."""
+    rounds = sorted(workdir.glob("corrections/round_*.json"), key=lambda p: int(p.stem.split("_")[1]))
+    if not rounds:
+        raise SystemExit(f"{workdir}: no corrections/round_<r>.json (not an ARES run?)")
+    corrected = [{row["id"] for row in json.loads(path.read_text())} for path in rounds]
+    data = report_of(workdir)["config"]["data"]
+    golden = gold_count(data["source"], data["gold_rationales"], len(problems), data["shapes"]["gold_share"])
+    answer_only = set(list(problems)[golden:])
+    earlier = set().union(*corrected[:-1]) - corrected[-1]
+    return {
+        "gold": set(problems) - answer_only,
+        "corrected last round": answer_only & corrected[-1],
+        "corrected earlier": answer_only & earlier,
+        "never corrected": answer_only - corrected[-1] - earlier,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--arm", nargs="+", action="append", required=True, help="NAME=RUN:MODEL.jsonl:BASE.jsonl ...")
+    args = parser.parse_args(argv)
+    config = load_config_args([])
+    teacher = RuleTeacher(config.teacher.rule_listing_credit)
+    problems = {p.id: p for p in load_split(config.data, config.data.train_split)}
+
+    print("judgements of each run's rationales on the training problems against its baseline's (%)\n")
+    print("| arm | training problems | runs | problems per run | " + " | ".join(COLUMNS) + " |")
+    print("|---|---|---|---|" + "---|" * len(COLUMNS))
+    for items in args.arm:
+        name, triples = arm_of(items)
+        per_group = {group: [] for group in GROUPS}
+        for triple in triples:
+            run, model_file, base_file = triple.split(":")
+            rows_a = {row["id"]: row["rationale"] for row in read_rows(Path(model_file))}
+            rows_b = {row["id"]: row["rationale"] for row in read_rows(Path(base_file))}
+            for group, ids in groups_of(Path(run), problems).items():
+                a = {i: rows_a[i] for i in ids}
+                b = {i: rows_b[i] for i in ids}
+                shares = outcome_shares(teacher, problems, a, b)
+                ceiling = outcome_shares(teacher, problems, corrected_rows(teacher, problems, b), b)
+                shares["corrected"] = ceiling["win rate"]
+                shares["of the way"] = (shares["win rate"] - 0.5) / (ceiling["win rate"] - 0.5)
+                shares[f"for {TARGET:.0%}"] = needed_for(TARGET, shares)
+                shares["problems"] = len(ids)
+                per_group[group].append(shares)
+        for group, rows in per_group.items():
+            means = [sum(row[column] for row in rows) / len(rows) for column in COLUMNS]
+            size = sum(row["problems"] for row in rows) / len(rows)
+            print(
+                f"| {name} | {group} | {len(rows)} | {size:.0f} | "
+                + " | ".join(f"{100 * value:.1f}" for value in means)
+                + " |"
+            )
+
+
+if __name__ == "__main__":
+    main()
