@@ -41,6 +41,7 @@ from wins_without_openings import without_openings
 
 from ares_jax.config import load_config_args
 from ares_jax.data.load import load_split
+from ares_jax.eval.metrics import mean_with_ci95
 from ares_jax.teacher.rule import RuleTeacher
 
 OUTCOMES = (
@@ -70,19 +71,37 @@ def outcome(teacher: RuleTeacher, problem, rationale_a: str, rationale_b: str) -
     return f"{winner} scores more"
 
 
-def outcome_shares(teacher: RuleTeacher, problems: dict, rows_a: dict, rows_b: dict) -> dict[str, float]:
-    """{outcome: share of the problems both hold} and the win rate (a tie half a win) of A's
-    rationales ({id: rationale}) over B's."""
-    ids = sorted(rows_a.keys() & rows_b.keys())
-    counts = Counter(outcome(teacher, problems[i], rows_a[i], rows_b[i]) for i in ids)
-    shares = {name: counts[name] / len(ids) for name in OUTCOMES}
-    shares["win rate"] = sum(shares[name] for name in WON_BY_A) + 0.5 * sum(shares[name] for name in TIES)
+def outcomes(teacher: RuleTeacher, problems: dict, rows_a: dict, rows_b: dict) -> list[str]:
+    """`outcome` of A's rationale against B's ({id: rationale}) on each problem both hold."""
+    return [outcome(teacher, problems[i], rows_a[i], rows_b[i]) for i in sorted(rows_a.keys() & rows_b.keys())]
+
+
+def win_points(judged: list[str]) -> list[float]:
+    """A's points per problem: 1 for a win, 0.5 for a tie, 0 for a loss."""
+    return [1.0 if name in WON_BY_A else 0.5 if name in TIES else 0.0 for name in judged]
+
+
+def shares_of(judged: list[str]) -> dict[str, float]:
+    """{outcome: share of the problems} and the win rate (a tie half a win)."""
+    counts = Counter(judged)
+    shares = {name: counts[name] / len(judged) for name in OUTCOMES}
+    shares["win rate"] = sum(win_points(judged)) / len(judged)
     return shares
 
 
-def corrected_rows(teacher: RuleTeacher, problems: dict, rows: dict) -> dict:
-    """The Teacher's correction of each rationale."""
-    return {i: teacher.corrected(problems[i], text) for i, text in rows.items()}
+def ceiling(teacher: RuleTeacher, problems: dict, rows: dict) -> float:
+    """The win rate of the Teacher's corrections of `rows` against `rows`."""
+    fixed = {i: teacher.corrected(problems[i], text) for i, text in rows.items()}
+    return shares_of(outcomes(teacher, problems, fixed, rows))["win rate"]
+
+
+def with_ceiling(shares: dict[str, float], corrected: float) -> dict[str, float]:
+    """`shares` with the columns that compare them with the corrections' win rate."""
+    return shares | {
+        "corrected": corrected,
+        "of the way": (shares["win rate"] - 0.5) / (corrected - 0.5),
+        f"for {TARGET:.0%}": needed_for(TARGET, shares),
+    }
 
 
 def needed_for(target: float, shares: dict[str, float]) -> float:
@@ -117,30 +136,37 @@ def main(argv=None):
     teacher = RuleTeacher(config.teacher.rule_listing_credit)
     problems = {p.id: p for p in load_split(config.data, args.split)}
 
-    columns = ("win rate",) + OUTCOMES + ("corrected", "of the way", f"for {TARGET:.0%}")
     text_of = without_openings if args.without_openings else str.strip
+    columns = ("win rate", "95% interval") + OUTCOMES + ("corrected", "of the way", f"for {TARGET:.0%}")
     print(
         f"judgements of each run's last {args.split} evaluation against its baseline's"
         + (", neutral openings taken out" if args.without_openings else "")
-        + " (% of the problems)\n"
+        + " (% of the problems; the interval over the problems of all runs)\n"
     )
     print("| arm | runs | " + " | ".join(columns) + " |")
     print("|---|---|" + "---|" * len(columns))
     for items in args.arm:
         name, runs = arm_of(items)
-        rows = []
+        rows, points = [], []
         for run in map(Path, runs):
             path_b, path_a = first_and_last(run, args.split)
             rows_b = {row["id"]: text_of(row["rationale"]) for row in read_rows(path_b)}
             rows_a = {row["id"]: text_of(row["rationale"]) for row in read_rows(path_a)}
-            shares = outcome_shares(teacher, problems, rows_a, rows_b)
-            ceiling = outcome_shares(teacher, problems, corrected_rows(teacher, problems, rows_b), rows_b)
-            shares["corrected"] = ceiling["win rate"]
-            shares["of the way"] = (shares["win rate"] - 0.5) / (ceiling["win rate"] - 0.5)
-            shares[f"for {TARGET:.0%}"] = needed_for(TARGET, shares)
-            rows.append(shares)
-        means = [sum(row[column] for row in rows) / len(rows) for column in columns]
-        print(f"| {name} | {len(rows)} | " + " | ".join(f"{100 * value:.1f}" for value in means) + " |")
+            judged = outcomes(teacher, problems, rows_a, rows_b)
+            rows.append(with_ceiling(shares_of(judged), ceiling(teacher, problems, rows_b)))
+            points += win_points(judged)
+        print(f"| {name} | {len(rows)} | " + " | ".join(table_cells(rows, points, columns)) + " |")
+
+
+def table_cells(rows: list[dict[str, float]], points: list[float], columns: tuple[str, ...]) -> list[str]:
+    """Each column's mean over the runs (%), and the win rate's 95% interval over `points`."""
+    _, low, high = mean_with_ci95(points)
+    return [
+        f"{100 * low:.1f} to {100 * high:.1f}"
+        if column == "95% interval"
+        else f"{100 * sum(row[column] for row in rows) / len(rows):.1f}"
+        for column in columns
+    ]
 
 
 if __name__ == "__main__":

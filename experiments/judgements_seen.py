@@ -20,7 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from judgements import TARGET, corrected_rows, needed_for, outcome_shares
+from judgements import TARGET, ceiling, outcomes, shares_of, table_cells, win_points, with_ceiling
 from plot_why import report_of
 from rl_only_table import arm_of
 from steps_table import read_rows
@@ -30,7 +30,7 @@ from ares_jax.data.load import load_split
 from ares_jax.teacher.rule import RuleTeacher
 
 GROUPS = ("gold", "corrected last round", "corrected earlier", "never corrected")
-COLUMNS = ("win rate", "A concludes", "B concludes", "corrected", "of the way", f"for {TARGET:.0%}")
+COLUMNS = ("win rate", "95% interval", "A concludes", "B concludes", "corrected", "of the way", f"for {TARGET:.0%}")
 
 
 def groups_of(workdir: Path, problems: dict) -> dict[str, set[str]]:
@@ -60,34 +60,27 @@ def main(argv=None):
     teacher = RuleTeacher(config.teacher.rule_listing_credit)
     problems = {p.id: p for p in load_split(config.data, config.data.train_split)}
 
-    print("judgements of each run's rationales on the training problems against its baseline's (%)\n")
+    print("judgements of each run's rationales on the training problems against its baseline's")
+    print("(% of the problems; the interval over the problems of all runs)\n")
     print("| arm | training problems | runs | problems per run | " + " | ".join(COLUMNS) + " |")
     print("|---|---|---|---|" + "---|" * len(COLUMNS))
     for items in args.arm:
         name, triples = arm_of(items)
-        per_group = {group: [] for group in GROUPS}
+        rows = {group: [] for group in GROUPS}
+        points = {group: [] for group in GROUPS}
         for triple in triples:
             run, model_file, base_file = triple.split(":")
             rows_a = {row["id"]: row["rationale"] for row in read_rows(Path(model_file))}
             rows_b = {row["id"]: row["rationale"] for row in read_rows(Path(base_file))}
             for group, ids in groups_of(Path(run), problems).items():
-                a = {i: rows_a[i] for i in ids}
-                b = {i: rows_b[i] for i in ids}
-                shares = outcome_shares(teacher, problems, a, b)
-                ceiling = outcome_shares(teacher, problems, corrected_rows(teacher, problems, b), b)
-                shares["corrected"] = ceiling["win rate"]
-                shares["of the way"] = (shares["win rate"] - 0.5) / (ceiling["win rate"] - 0.5)
-                shares[f"for {TARGET:.0%}"] = needed_for(TARGET, shares)
-                shares["problems"] = len(ids)
-                per_group[group].append(shares)
-        for group, rows in per_group.items():
-            means = [sum(row[column] for row in rows) / len(rows) for column in COLUMNS]
-            size = sum(row["problems"] for row in rows) / len(rows)
-            print(
-                f"| {name} | {group} | {len(rows)} | {size:.0f} | "
-                + " | ".join(f"{100 * value:.1f}" for value in means)
-                + " |"
-            )
+                a, b = {i: rows_a[i] for i in ids}, {i: rows_b[i] for i in ids}
+                judged = outcomes(teacher, problems, a, b)
+                rows[group].append(with_ceiling(shares_of(judged), ceiling(teacher, problems, b)))
+                points[group] += win_points(judged)
+        for group in GROUPS:
+            size = len(points[group]) / len(rows[group])
+            cells = table_cells(rows[group], points[group], COLUMNS)
+            print(f"| {name} | {group} | {len(rows[group])} | {size:.0f} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

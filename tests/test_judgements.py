@@ -15,7 +15,7 @@ from ares_jax.text import split_sentences
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-from judgements import corrected_rows, first_and_last, needed_for, outcome, outcome_shares  # noqa: E402
+from judgements import ceiling, first_and_last, needed_for, outcome, outcomes, shares_of, win_points  # noqa: E402
 from wins_without_openings import paired_win_rate, without_openings  # noqa: E402
 
 
@@ -72,9 +72,13 @@ def test_shares_and_win_rate_are_the_reports(cases):
     pairs += [("right", "right, opened"), ("right", "right"), ("wrong, opened", "wrong, opened otherwise")]
     rows_a = {pid: texts[pid][pairs[n][0]] for n, pid in enumerate(ids)}
     rows_b = {pid: texts[pid][pairs[n][1]] for n, pid in enumerate(ids)}
-    shares = outcome_shares(teacher, problems, rows_a, rows_b)
+    judged = outcomes(teacher, problems, rows_a, rows_b)
+    assert judged == ["A concludes", "same score, right", "B concludes", "A scores more", "same text",
+                      "same score, wrong"]  # fmt: skip
+    shares = shares_of(judged)
     assert shares["win rate"] == pytest.approx(paired_win_rate(teacher, problems, rows_a, rows_b)["win_rate"])
     assert shares["win rate"] == pytest.approx((2 + 0.5 * 3) / 6)
+    assert win_points(judged) == [1.0, 0.5, 0.0, 1.0, 0.5, 0.5]
     assert sum(value for name, value in shares.items() if name != "win rate") == pytest.approx(1.0)
 
 
@@ -82,11 +86,10 @@ def test_the_corrections_win_over_wrong_rationales_and_tie_with_right_ones(cases
     problems, texts = cases
     teacher = RuleTeacher()
     wrong = {pid: texts[pid]["wrong, opened"] for pid in problems}
-    fixed = corrected_rows(teacher, problems, wrong)
-    assert all(teacher.concludes(problems[pid], text) for pid, text in fixed.items())
-    assert outcome_shares(teacher, problems, fixed, wrong)["win rate"] == 1.0
+    assert all(teacher.concludes(problems[pid], teacher.corrected(problems[pid], text)) for pid, text in wrong.items())
+    assert ceiling(teacher, problems, wrong) == 1.0
     right = {pid: texts[pid]["right, opened"] for pid in problems}
-    assert outcome_shares(teacher, problems, corrected_rows(teacher, problems, right), right)["win rate"] == 0.5
+    assert ceiling(teacher, problems, right) == 0.5
 
 
 def test_needed_for_by_hand():
