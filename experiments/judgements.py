@@ -19,7 +19,8 @@ first validation point, the baseline's policy) falls in one of:
 
 `corrected` is the same judge's rate for the Teacher's corrections of B's rationales
 (`RuleTeacher.corrected`) against B: what a model that wrote the corrected rationale of every
-problem would win, the ceiling of what the correction SFT could teach. `of the way` is
+problem would win, the mark for what the correction SFT could teach (a model that also drops
+neutral openings could pass it). `of the way` is
 (win rate - 0.5) / (corrected - 0.5). `for 65%` is the share of the decided problems A would
 have to win for a 65% win rate with the ties as they are. Means over the runs of an arm.
 `--without-openings` takes the neutral opening sentences out of every rationale first
