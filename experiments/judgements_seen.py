@@ -11,7 +11,8 @@ as SFT-more those of another run from the same baseline) and the baseline's, joi
 Groups: the training problems with a gold rationale (the baseline's SFT data), and those without
 one (answer-only) that the Teacher corrected in the run's last round, in an earlier round only,
 or never (`corrections/round_<r>.json`).
-Columns as in `judgements.py`; means over the runs of an arm.
+Columns as in `judgements.py`; means over the runs of an arm. `key=value` arguments give the runs'
+data settings where they are not the defaults (the training split is regenerated from them).
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def groups_of(workdir: Path, problems: dict) -> dict[str, set[str]]:
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--arm", nargs="+", action="append", required=True, help="NAME=RUN:MODEL.jsonl:BASE.jsonl ...")
-    args = parser.parse_args(argv)
-    config = load_config_args([])
+    args, overrides = parser.parse_known_args(argv)
+    config = load_config_args(overrides)  # the runs' data settings, e.g. data.shapes.train_size=8000
     teacher = RuleTeacher(config.teacher.rule_listing_credit)
     problems = {p.id: p for p in load_split(config.data, config.data.train_split)}
 
