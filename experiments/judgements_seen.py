@@ -26,7 +26,7 @@ from plot_why import report_of
 from rl_only_table import arm_of
 from steps_table import read_rows
 
-from ares_jax.config import gold_count, load_config_args
+from ares_jax.config import EARLIER_BEHAVIOUR, gold_count, load_config_args
 from ares_jax.data.load import load_split
 from ares_jax.teacher.rule import RuleTeacher
 
@@ -42,7 +42,8 @@ def groups_of(workdir: Path, problems: dict) -> dict[str, set[str]]:
         raise SystemExit(f"{workdir}: no corrections/round_<r>.json (not an ARES run?)")
     corrected = [{row["id"] for row in json.loads(path.read_text())} for path in rounds]
     data = report_of(workdir)["config"]["data"]
-    golden = gold_count(data["source"], data["gold_rationales"], len(problems), data["shapes"]["gold_share"])
+    share = data.get("shapes", {}).get("gold_share", EARLIER_BEHAVIOUR["data"]["shapes"]["gold_share"])
+    golden = gold_count(data["source"], data.get("gold_rationales", 0), len(problems), share)  # as the report reads it
     answer_only = set(list(problems)[golden:])
     earlier = set().union(*corrected[:-1]) - corrected[-1]
     return {

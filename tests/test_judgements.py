@@ -132,3 +132,6 @@ def test_groups_of_the_training_problems(tmp_path):
     (tmp_path / "report.json").write_text(json.dumps({"config": {"data": data}}))
     groups = groups_of(tmp_path, {i: None for i in "abcdefghi"})
     assert groups["gold"] == set("abcde") and groups["never corrected"] == {"f", "i"}
+    # a report from before the gold share: every training problem had its gold rationale
+    (tmp_path / "report.json").write_text(json.dumps({"config": {"data": {"source": "shapes", "shapes": {}}}}))
+    assert groups_of(tmp_path, problems)["gold"] == set(problems)
