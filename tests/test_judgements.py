@@ -1,5 +1,5 @@
 """experiments/judgements.py: what decides the rule judge's judgements, and the Teacher's
-corrections as their ceiling."""
+corrections as their mark."""
 
 import json
 import sys
