@@ -174,12 +174,14 @@ class RuleTeacher(Teacher):
             return 0.0
         scores = self.sentence_scores(problem, sentences)
         defects = sum(repeated_sentences(sentences)) + (not is_finished(sentences[-1]))
-        return float(self.concludes(problem, rationale)) + sum(scores) / len(scores) - DEFECT_PENALTY * defects
+        return float(self._concludes(problem, sentences)) + sum(scores) / len(scores) - DEFECT_PENALTY * defects
 
     def concludes(self, problem: Problem, rationale: str) -> bool:
         """Whether the rationale states the correct final answer (the first term of `quality`)."""
+        return self._concludes(problem, split_sentences(strip_solution_tag(rationale)))
+
+    def _concludes(self, problem: Problem, sentences: Sequence[str]) -> bool:
         _, check = self._facts(problem)
-        sentences = split_sentences(strip_solution_tag(rationale))
         return any(isinstance(claim, C.Answer) and check(claim) for claim in map(C.parse, sentences))
 
     def verdict(self, problem: Problem, rationale_a: str, rationale_b: str) -> Verdict:
