@@ -37,7 +37,7 @@ from pathlib import Path
 
 from plot_why import report_of
 from rl_only_table import arm_of
-from steps_table import read_rows
+from steps_table import rationales
 from wins_without_openings import without_openings
 
 from ares_jax.config import load_config_args
@@ -105,6 +105,12 @@ def with_ceiling(shares: dict[str, float], corrected: float) -> dict[str, float]
     }
 
 
+def judge_against(teacher: RuleTeacher, problems: dict, rows_a: dict, rows_b: dict):
+    """(`with_ceiling` of A's judgements against B, A's points per problem)."""
+    judged = outcomes(teacher, problems, rows_a, rows_b)
+    return with_ceiling(shares_of(judged), ceiling(teacher, problems, rows_b)), win_points(judged)
+
+
 def needed_for(target: float, shares: dict[str, float]) -> float:
     """The share of the decided problems A must win for `target` with the ties as they are."""
     ties = sum(shares[name] for name in TIES)
@@ -151,11 +157,11 @@ def main(argv=None):
         rows, points = [], []
         for run in map(Path, runs):
             path_b, path_a = first_and_last(run, args.split)
-            rows_b = {row["id"]: text_of(row["rationale"]) for row in read_rows(path_b)}
-            rows_a = {row["id"]: text_of(row["rationale"]) for row in read_rows(path_a)}
-            judged = outcomes(teacher, problems, rows_a, rows_b)
-            rows.append(with_ceiling(shares_of(judged), ceiling(teacher, problems, rows_b)))
-            points += win_points(judged)
+            rows_b = {i: text_of(text) for i, text in rationales(path_b).items()}
+            rows_a = {i: text_of(text) for i, text in rationales(path_a).items()}
+            shares, run_points = judge_against(teacher, problems, rows_a, rows_b)
+            rows.append(shares)
+            points += run_points
         print(f"| {name} | {len(rows)} | " + " | ".join(table_cells(rows, points, columns)) + " |")
 
 

@@ -21,10 +21,10 @@ import argparse
 import json
 from pathlib import Path
 
-from judgements import TARGET, ceiling, outcomes, shares_of, table_cells, win_points, with_ceiling
+from judgements import TARGET, judge_against, table_cells
 from plot_why import report_of
 from rl_only_table import arm_of
-from steps_table import read_rows
+from steps_table import rationales
 
 from ares_jax.config import EARLIER_BEHAVIOUR, gold_count, load_config_args
 from ares_jax.data.load import load_split
@@ -72,13 +72,12 @@ def main(argv=None):
         points = {group: [] for group in GROUPS}
         for triple in triples:
             run, model_file, base_file = triple.split(":")
-            rows_a = {row["id"]: row["rationale"] for row in read_rows(Path(model_file))}
-            rows_b = {row["id"]: row["rationale"] for row in read_rows(Path(base_file))}
+            rows_a, rows_b = rationales(Path(model_file)), rationales(Path(base_file))
             for group, ids in groups_of(Path(run), problems).items():
                 a, b = {i: rows_a[i] for i in ids}, {i: rows_b[i] for i in ids}
-                judged = outcomes(teacher, problems, a, b)
-                rows[group].append(with_ceiling(shares_of(judged), ceiling(teacher, problems, b)))
-                points[group] += win_points(judged)
+                shares, group_points = judge_against(teacher, problems, a, b)
+                rows[group].append(shares)
+                points[group] += group_points
         for group in GROUPS:
             size = len(points[group]) / len(rows[group])
             cells = table_cells(rows[group], points[group], COLUMNS)

@@ -29,6 +29,11 @@ def read_rows(path: Path) -> list[dict]:
     return json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines()]
 
 
+def rationales(path: Path) -> dict[str, str]:
+    """{problem id: rationale} of an evaluation or predict file."""
+    return {row["id"]: row["rationale"] for row in read_rows(path)}
+
+
 def listing_miss(listed: set, right: set) -> str:
     """How the cells a listing names (`listed`) miss the cells that hold such a shape (`right`)."""
     if listed == right:

@@ -12,7 +12,7 @@ rationales by a right conclusion, then the mean sentence score, less 0.25 per fl
 
 from __future__ import annotations
 
-from steps_table import files_and_problems, read_rows
+from steps_table import files_and_problems, rationales
 
 from ares_jax.data.prompts import strip_solution_tag
 from ares_jax.data.shapes import claims as C
@@ -39,7 +39,7 @@ def main(argv=None):
     if len(args.files) != 2:
         raise SystemExit("give two evaluation files: A's and B's")
     teacher = RuleTeacher(config.teacher.rule_listing_credit)
-    rows_a, rows_b = ({row["id"]: row["rationale"] for row in read_rows(path)} for path in args.files)
+    rows_a, rows_b = (rationales(path) for path in args.files)
     print(f"{args.files[0]} against {args.files[1]} ({args.split})")
     for label, change in (("as written", lambda text: text), ("without neutral openings", without_openings)):
         stripped_a = {i: change(text) for i, text in rows_a.items()}
