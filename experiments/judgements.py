@@ -3,12 +3,14 @@ far the run got toward the Teacher's own corrections of the baseline's rationale
 
     .venv/bin/python experiments/judgements.py --split val \
         --arm ARES=runs/reproduce_g3/seed{0,1,2}/ares --arm SFT-more=runs/reproduce_g3/seed{0,1,2}/sft_more
+    .venv/bin/python experiments/judgements.py --split val --arm all-gold=A_s0.jsonl:B_s0.jsonl A_s1.jsonl:B_s1.jsonl
 
 The rule judge (`RuleTeacher.quality`) orders two rationales by a right conclusion, then the mean
 sentence score, less 0.25 per fluency defect; a tie is half a win (`ares_jax.eval.win_rate`). Per
 problem, the run's last evaluation (A: test, the last phase's `eval/<phase>.json`; validation, the
 last phase's last `eval/<phase>_val_<step>.json`) against its first (B: `eval/baseline.json`; the
-first validation point, the baseline's policy) falls in one of:
+first validation point, the baseline's policy) falls in one of (an item `A.jsonl:B.jsonl` names the two
+files instead, evaluation or `ares_jax.predict` files of `--split`: any two models' rationales):
 
   same text           A and B wrote the same rationale: a tie;
   same score, right   different words, the same scores, the right conclusion: a tie that only
@@ -21,7 +23,8 @@ first validation point, the baseline's policy) falls in one of:
 (`RuleTeacher.corrected`) against B: what a model that wrote the corrected rationale of every
 problem would win, the mark for what the correction SFT could teach (a model that also drops
 neutral openings could pass it). `of the way` is
-(win rate - 0.5) / (corrected - 0.5). `for 65%` is the share of the decided problems A would
+(win rate - 0.5) / (corrected - 0.5). `accuracy A - B`: the answer accuracy's change in points (the
+files' answers, the answer model's). `for 65%` is the share of the decided problems A would
 have to win for a 65% win rate with the ties as they are. Means over the runs of an arm.
 `--without-openings` takes the neutral opening sentences out of every rationale first
 (`wins_without_openings.without_openings`): the judgements on content alone.
@@ -37,7 +40,7 @@ from pathlib import Path
 
 from plot_why import report_of
 from rl_only_table import arm_of
-from steps_table import rationales
+from steps_table import rationales, read_rows
 from wins_without_openings import without_openings
 
 from ares_jax.config import load_config_args
@@ -117,6 +120,13 @@ def needed_for(target: float, shares: dict[str, float]) -> float:
     return (target - 0.5 * ties) / (1.0 - ties) if ties < 1.0 else float("nan")
 
 
+def accuracy_change(problems: dict, path_a: Path, path_b: Path) -> float:
+    """A's answer accuracy minus B's (a fraction) on the problems both files hold."""
+    answers_a, answers_b = ({row["id"]: row["answer"] for row in read_rows(path)} for path in (path_a, path_b))
+    both = answers_a.keys() & answers_b.keys()
+    return sum((answers_a[i] == problems[i].answer) - (answers_b[i] == problems[i].answer) for i in both) / len(both)
+
+
 def first_and_last(workdir: Path, split: str) -> tuple[Path, Path]:
     """(the baseline's evaluation file, the last phase's) of a run on `split` (test or val)."""
     phases = list(report_of(workdir)["phases"])
@@ -133,9 +143,22 @@ def first_and_last(workdir: Path, split: str) -> tuple[Path, Path]:
     return points(trained[0])[0], points(trained[-1])[-1]
 
 
+def files_of(item: str, split: str) -> tuple[Path, Path]:
+    """(B's file, A's file) of an `--arm` item: a run (`first_and_last`) or `A.jsonl:B.jsonl`."""
+    if ":" not in item:
+        return first_and_last(Path(item), split)
+    path_a, path_b = map(Path, item.split(":"))
+    for path in (path_a, path_b):
+        if not path.is_file():
+            raise SystemExit(f"{item}: no file {path}")
+    return path_b, path_a
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
-    parser.add_argument("--arm", nargs="+", action="append", required=True, help="NAME=RUN RUN ...")
+    parser.add_argument(
+        "--arm", nargs="+", action="append", required=True, help="NAME=RUN RUN ... or NAME=A.jsonl:B.jsonl ..."
+    )
     parser.add_argument("--split", default="val", choices=("val", "test"))
     parser.add_argument("--without-openings", action="store_true", help="neutral openings taken out of both")
     args = parser.parse_args(argv)
@@ -144,7 +167,9 @@ def main(argv=None):
     problems = {p.id: p for p in load_split(config.data, args.split)}
 
     text_of = without_openings if args.without_openings else str.strip
-    columns = ("win rate", "95% interval") + OUTCOMES + ("corrected", "of the way", f"for {TARGET:.0%}")
+    columns = (
+        ("win rate", "95% interval", "accuracy A - B") + OUTCOMES + ("corrected", "of the way", f"for {TARGET:.0%}")
+    )
     print(
         f"judgements of each run's last {args.split} evaluation against its baseline's"
         + (", neutral openings taken out" if args.without_openings else "")
@@ -155,12 +180,12 @@ def main(argv=None):
     for items in args.arm:
         name, runs = arm_of(items)
         rows, points = [], []
-        for run in map(Path, runs):
-            path_b, path_a = first_and_last(run, args.split)
+        for run in runs:
+            path_b, path_a = files_of(run, args.split)
             rows_b = {i: text_of(text) for i, text in rationales(path_b).items()}
             rows_a = {i: text_of(text) for i, text in rationales(path_a).items()}
             shares, run_points = judge_against(teacher, problems, rows_a, rows_b)
-            rows.append(shares)
+            rows.append(shares | {"accuracy A - B": accuracy_change(problems, path_a, path_b)})
             points += run_points
         print(f"| {name} | {len(rows)} | " + " | ".join(table_cells(rows, points, columns)) + " |")
 

@@ -15,7 +15,17 @@ from ares_jax.text import split_sentences
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-from judgements import ceiling, first_and_last, needed_for, outcome, outcomes, shares_of, win_points  # noqa: E402
+from judgements import (
+    accuracy_change,
+    ceiling,
+    files_of,
+    first_and_last,
+    needed_for,
+    outcome,
+    outcomes,
+    shares_of,
+    win_points,
+)  # noqa: E402
 from wins_without_openings import paired_win_rate, without_openings  # noqa: E402
 
 
@@ -107,6 +117,35 @@ def test_first_and_last_files(tmp_path):
         (tmp_path / "eval" / f"{name}.json").write_text("[]")
     assert first_and_last(tmp_path, "test") == (tmp_path / "eval/baseline.json", tmp_path / "eval/sft_1.json")
     assert first_and_last(tmp_path, "val") == (tmp_path / "eval/rl_1_val_0.json", tmp_path / "eval/sft_1_val_400.json")
+
+
+def test_files_of_a_run_or_a_pair(tmp_path):
+    """A run's item gives its first and last files; `A:B` gives (B, A); a missing file is named."""
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "report.json").write_text(json.dumps({"phases": {"baseline": {}, "sft_1": {}}}))
+    for name in ("baseline", "sft_1", "a", "b"):
+        (tmp_path / "eval" / f"{name}.json").write_text("[]")
+    assert files_of(str(tmp_path), "test") == (tmp_path / "eval/baseline.json", tmp_path / "eval/sft_1.json")
+    a, b = tmp_path / "eval/a.json", tmp_path / "eval/b.json"
+    assert files_of(f"{a}:{b}", "val") == (b, a)
+    with pytest.raises(SystemExit, match=r"no file .*missing\.jsonl"):
+        files_of(f"{a}:{tmp_path / 'missing.jsonl'}", "val")
+
+
+def test_accuracy_change_by_hand(tmp_path, cases):
+    """Four shared problems: A right on 3, B right on 1 -> +50 points; a problem only A holds is
+    left out."""
+    by_id, _ = cases
+    ids = list(by_id)
+    wrong = {i: (by_id[i].answer + 1) % len(by_id[i].choices) for i in ids}
+    rows_a = [{"id": i, "answer": by_id[i].answer if n < 3 else wrong[i]} for n, i in enumerate(ids[:4])]
+    rows_a.append({"id": ids[4], "answer": by_id[ids[4]].answer})
+    rows_b = [{"id": i, "answer": by_id[i].answer if n == 3 else wrong[i]} for n, i in enumerate(ids[:4])]
+    path_a, path_b = tmp_path / "a.jsonl", tmp_path / "b.json"
+    path_a.write_text("\n".join(json.dumps(row) for row in rows_a))
+    path_b.write_text(json.dumps(rows_b))
+    assert accuracy_change(by_id, path_a, path_b) == pytest.approx(0.5)
+    assert accuracy_change(by_id, path_b, path_a) == pytest.approx(-0.5)
 
 
 def test_groups_of_the_training_problems(tmp_path):
