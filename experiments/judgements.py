@@ -23,8 +23,8 @@ files instead, evaluation or `ares_jax.predict` files of `--split`: any two mode
 (`RuleTeacher.corrected`) against B: what a model that wrote the corrected rationale of every
 problem would win, the mark for what the correction SFT could teach (a model that also drops
 neutral openings could pass it). `of the way` is
-(win rate - 0.5) / (corrected - 0.5). `accuracy A - B`: the answer accuracy's change in points (the
-files' answers, the answer model's). `for 65%` is the share of the decided problems A would
+(win rate - 0.5) / (corrected - 0.5). `accuracy A - B`: the change of answer accuracy in points (the
+answers the files hold: the answer model's). `for 65%` is the share of the decided problems A would
 have to win for a 65% win rate with the ties as they are. Means over the runs of an arm.
 `--without-openings` takes the neutral opening sentences out of every rationale first
 (`wins_without_openings.without_openings`): the judgements on content alone.
@@ -154,6 +154,17 @@ def files_of(item: str, split: str) -> tuple[Path, Path]:
     return path_b, path_a
 
 
+def rationales_on(path: Path, problems: dict, split: str) -> dict[str, str]:
+    """{id: rationale} of an evaluation or predict file whose problems are all of `split`."""
+    rows = rationales(path)
+    strangers = sorted(rows.keys() - problems.keys())
+    if strangers:
+        raise SystemExit(
+            f"{path}: holds problems not of split {split} ({len(strangers)}, e.g. {strangers[0]}); set --split"
+        )
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument(
@@ -171,7 +182,7 @@ def main(argv=None):
         ("win rate", "95% interval", "accuracy A - B") + OUTCOMES + ("corrected", "of the way", f"for {TARGET:.0%}")
     )
     print(
-        f"judgements of each run's last {args.split} evaluation against its baseline's"
+        f"judgements of each run's last {args.split} evaluation against its baseline's (A against B for a pair)"
         + (", neutral openings taken out" if args.without_openings else "")
         + " (% of the problems; the interval over the problems of all runs)\n"
     )
@@ -182,8 +193,8 @@ def main(argv=None):
         rows, points = [], []
         for run in runs:
             path_b, path_a = files_of(run, args.split)
-            rows_b = {i: text_of(text) for i, text in rationales(path_b).items()}
-            rows_a = {i: text_of(text) for i, text in rationales(path_a).items()}
+            rows_b = {i: text_of(text) for i, text in rationales_on(path_b, problems, args.split).items()}
+            rows_a = {i: text_of(text) for i, text in rationales_on(path_a, problems, args.split).items()}
             shares, run_points = judge_against(teacher, problems, rows_a, rows_b)
             rows.append(shares | {"accuracy A - B": accuracy_change(problems, path_a, path_b)})
             points += run_points

@@ -23,6 +23,7 @@ from judgements import (
     needed_for,
     outcome,
     outcomes,
+    rationales_on,
     shares_of,
     win_points,
 )  # noqa: E402
@@ -146,6 +147,18 @@ def test_accuracy_change_by_hand(tmp_path, cases):
     path_b.write_text(json.dumps(rows_b))
     assert accuracy_change(by_id, path_a, path_b) == pytest.approx(0.5)
     assert accuracy_change(by_id, path_b, path_a) == pytest.approx(-0.5)
+
+
+def test_a_file_of_another_split_is_named(tmp_path, cases):
+    """Rationales of problems the split lacks (a test file judged with --split val) stop with the
+    file's name and the first stranger, not a KeyError."""
+    by_id, _ = cases
+    path = tmp_path / "test.jsonl"
+    rows = [{"id": next(iter(by_id)), "rationale": "x"}, {"id": "shapes-test-7", "rationale": "y"}]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    with pytest.raises(SystemExit, match=r"test\.jsonl: holds problems not of split val \(1, e\.g\. shapes-test-7\)"):
+        rationales_on(path, by_id, "val")
+    assert rationales_on(path, by_id | {"shapes-test-7": None}, "val") == {row["id"]: row["rationale"] for row in rows}
 
 
 def test_groups_of_the_training_problems(tmp_path):
