@@ -40,7 +40,7 @@ from pathlib import Path
 
 from plot_why import report_of
 from rl_only_table import arm_of
-from steps_table import rationales, read_rows
+from steps_table import read_rows
 from wins_without_openings import without_openings
 
 from ares_jax.config import load_config_args
@@ -120,11 +120,12 @@ def needed_for(target: float, shares: dict[str, float]) -> float:
     return (target - 0.5 * ties) / (1.0 - ties) if ties < 1.0 else float("nan")
 
 
-def accuracy_change(problems: dict, path_a: Path, path_b: Path) -> float:
-    """A's answer accuracy minus B's (a fraction) on the problems both files hold."""
-    answers_a, answers_b = ({row["id"]: row["answer"] for row in read_rows(path)} for path in (path_a, path_b))
-    both = answers_a.keys() & answers_b.keys()
-    return sum((answers_a[i] == problems[i].answer) - (answers_b[i] == problems[i].answer) for i in both) / len(both)
+def accuracy_change(problems: dict, rows_a: dict, rows_b: dict) -> float:
+    """A's answer accuracy minus B's (a fraction) on the problems both hold (`rows_on`'s rows)."""
+    both = rows_a.keys() & rows_b.keys()
+    right_a = sum(rows_a[i]["answer"] == problems[i].answer for i in both)
+    right_b = sum(rows_b[i]["answer"] == problems[i].answer for i in both)
+    return (right_a - right_b) / len(both)
 
 
 def first_and_last(workdir: Path, split: str) -> tuple[Path, Path]:
@@ -154,9 +155,9 @@ def files_of(item: str, split: str) -> tuple[Path, Path]:
     return path_b, path_a
 
 
-def rationales_on(path: Path, problems: dict, split: str) -> dict[str, str]:
-    """{id: rationale} of an evaluation or predict file whose problems are all of `split`."""
-    rows = rationales(path)
+def rows_on(path: Path, problems: dict, split: str) -> dict[str, dict]:
+    """{id: row} of an evaluation or predict file whose problems are all of `split`."""
+    rows = {row["id"]: row for row in read_rows(path)}
     strangers = sorted(rows.keys() - problems.keys())
     if strangers:
         raise SystemExit(
@@ -193,10 +194,10 @@ def main(argv=None):
         rows, points = [], []
         for run in runs:
             path_b, path_a = files_of(run, args.split)
-            rows_b = {i: text_of(text) for i, text in rationales_on(path_b, problems, args.split).items()}
-            rows_a = {i: text_of(text) for i, text in rationales_on(path_a, problems, args.split).items()}
-            shares, run_points = judge_against(teacher, problems, rows_a, rows_b)
-            rows.append(shares | {"accuracy A - B": accuracy_change(problems, path_a, path_b)})
+            rows_a, rows_b = (rows_on(path, problems, args.split) for path in (path_a, path_b))
+            texts_a, texts_b = ({i: text_of(row["rationale"]) for i, row in r.items()} for r in (rows_a, rows_b))
+            shares, run_points = judge_against(teacher, problems, texts_a, texts_b)
+            rows.append(shares | {"accuracy A - B": accuracy_change(problems, rows_a, rows_b)})
             points += run_points
         print(f"| {name} | {len(rows)} | " + " | ".join(table_cells(rows, points, columns)) + " |")
 

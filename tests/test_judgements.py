@@ -23,7 +23,7 @@ from judgements import (
     needed_for,
     outcome,
     outcomes,
-    rationales_on,
+    rows_on,
     shares_of,
     win_points,
 )  # noqa: E402
@@ -133,7 +133,7 @@ def test_files_of_a_run_or_a_pair(tmp_path):
         files_of(f"{a}:{tmp_path / 'missing.jsonl'}", "val")
 
 
-def test_accuracy_change_by_hand(tmp_path, cases):
+def test_accuracy_change_by_hand(cases):
     """Four shared problems: A right on 3, B right on 1 -> +50 points; a problem only A holds is
     left out."""
     by_id, _ = cases
@@ -142,11 +142,9 @@ def test_accuracy_change_by_hand(tmp_path, cases):
     rows_a = [{"id": i, "answer": by_id[i].answer if n < 3 else wrong[i]} for n, i in enumerate(ids[:4])]
     rows_a.append({"id": ids[4], "answer": by_id[ids[4]].answer})
     rows_b = [{"id": i, "answer": by_id[i].answer if n == 3 else wrong[i]} for n, i in enumerate(ids[:4])]
-    path_a, path_b = tmp_path / "a.jsonl", tmp_path / "b.json"
-    path_a.write_text("\n".join(json.dumps(row) for row in rows_a))
-    path_b.write_text(json.dumps(rows_b))
-    assert accuracy_change(by_id, path_a, path_b) == pytest.approx(0.5)
-    assert accuracy_change(by_id, path_b, path_a) == pytest.approx(-0.5)
+    rows_a, rows_b = ({row["id"]: row for row in rows} for rows in (rows_a, rows_b))
+    assert accuracy_change(by_id, rows_a, rows_b) == pytest.approx(0.5)
+    assert accuracy_change(by_id, rows_b, rows_a) == pytest.approx(-0.5)
 
 
 def test_a_file_of_another_split_is_named(tmp_path, cases):
@@ -157,8 +155,8 @@ def test_a_file_of_another_split_is_named(tmp_path, cases):
     rows = [{"id": next(iter(by_id)), "rationale": "x"}, {"id": "shapes-test-7", "rationale": "y"}]
     path.write_text("\n".join(json.dumps(row) for row in rows))
     with pytest.raises(SystemExit, match=r"test\.jsonl: holds problems not of split val \(1, e\.g\. shapes-test-7\)"):
-        rationales_on(path, by_id, "val")
-    assert rationales_on(path, by_id | {"shapes-test-7": None}, "val") == {row["id"]: row["rationale"] for row in rows}
+        rows_on(path, by_id, "val")
+    assert rows_on(path, by_id | {"shapes-test-7": None}, "val") == {row["id"]: row for row in rows}
 
 
 def test_groups_of_the_training_problems(tmp_path):
