@@ -93,13 +93,13 @@ def shares_of(judged: list[str]) -> dict[str, float]:
     return shares
 
 
-def ceiling(teacher: RuleTeacher, problems: dict, rows: dict) -> float:
+def corrections_win_rate(teacher: RuleTeacher, problems: dict, rows: dict) -> float:
     """The win rate of the Teacher's corrections of `rows` against `rows`."""
     fixed = {i: teacher.corrected(problems[i], text) for i, text in rows.items()}
     return shares_of(outcomes(teacher, problems, fixed, rows))["win rate"]
 
 
-def with_ceiling(shares: dict[str, float], corrected: float) -> dict[str, float]:
+def with_corrections(shares: dict[str, float], corrected: float) -> dict[str, float]:
     """`shares` with the columns that compare them with the corrections' win rate."""
     return shares | {
         "corrected": corrected,
@@ -109,9 +109,9 @@ def with_ceiling(shares: dict[str, float], corrected: float) -> dict[str, float]
 
 
 def judge_against(teacher: RuleTeacher, problems: dict, rows_a: dict, rows_b: dict):
-    """(`with_ceiling` of A's judgements against B, A's points per problem)."""
+    """(`with_corrections` of A's judgements against B, A's points per problem)."""
     judged = outcomes(teacher, problems, rows_a, rows_b)
-    return with_ceiling(shares_of(judged), ceiling(teacher, problems, rows_b)), win_points(judged)
+    return with_corrections(shares_of(judged), corrections_win_rate(teacher, problems, rows_b)), win_points(judged)
 
 
 def needed_for(target: float, shares: dict[str, float]) -> float:

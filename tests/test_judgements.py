@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 from judgements import (
     accuracy_change,
-    ceiling,
+    corrections_win_rate,
     files_of,
     first_and_last,
     needed_for,
@@ -98,9 +98,9 @@ def test_the_corrections_win_over_wrong_rationales_and_tie_with_right_ones(cases
     teacher = RuleTeacher()
     wrong = {pid: texts[pid]["wrong, opened"] for pid in problems}
     assert all(teacher.concludes(problems[pid], teacher.corrected(problems[pid], text)) for pid, text in wrong.items())
-    assert ceiling(teacher, problems, wrong) == 1.0
+    assert corrections_win_rate(teacher, problems, wrong) == 1.0
     right = {pid: texts[pid]["right, opened"] for pid in problems}
-    assert ceiling(teacher, problems, right) == 0.5
+    assert corrections_win_rate(teacher, problems, right) == 0.5
 
 
 def test_needed_for_by_hand():
