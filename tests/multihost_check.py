@@ -18,7 +18,7 @@ import jax
 from ares_jax.parallel.multihost import initialize
 
 process_id, port = int(sys.argv[1]), sys.argv[2]
-initialize(True, f"127.0.0.1:{port}", num_processes=2, process_id=process_id)  # what main does first
+watch = initialize(True, f"127.0.0.1:{port}", num_processes=2, process_id=process_id)  # what main does first
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -140,4 +140,5 @@ print(
     ),
     flush=True,
 )
+watch.finish()  # as main ends: marked done, so that neither process takes the other's exit for a loss
 jax.distributed.shutdown()

@@ -159,3 +159,34 @@ def test_two_processes_share_one_mesh(tmp_path):
     assert all(r["features_ok"] for r in results)
     assert results[0]["failure"] == "ValueError: teacher down"  # process 0 raises its own error,
     assert results[1]["failure"] == "PrimaryFailed: process 0 stopped: ValueError: teacher down"  # the other knows
+
+
+class SilentStore:
+    """A coordination-service client whose service is gone: every call fails."""
+
+    def key_value_increment(self, *args):
+        raise RuntimeError("UNAVAILABLE: failed to connect")
+
+    key_value_dir_get = key_value_increment
+
+
+@pytest.mark.parametrize("shut_down_here", [True, False])
+def test_peer_watch_takes_a_silent_store_for_a_loss_unless_this_process_shut_down(monkeypatch, shut_down_here):
+    """A store that stops answering means process 0 is gone, unless this process shut its own
+    client down (`jax.distributed.shutdown`, as at exit): the fresh-clone CI once failed with
+    exit code 4 when the watch woke between the shutdown and the end of the process."""
+    import jax
+    from jax._src import distributed
+
+    from ares_jax.parallel.multihost import PeerWatch
+
+    jax.devices()  # the backend up first, as a real run has it, so that it never meets the fake client
+    lost = []
+    monkeypatch.setattr(PeerWatch, "_lost", lambda self, process, why: lost.append((process, why)))
+    monkeypatch.setattr(distributed.global_state, "client", SilentStore())
+    watch = PeerWatch(timeout_s=5.0, interval_s=0.3)  # its first call comes after 0.3 s
+    if shut_down_here:
+        monkeypatch.setattr(distributed.global_state, "client", None)  # what shutdown leaves
+    watch._thread.join(timeout=5)
+    assert not watch._thread.is_alive()
+    assert lost == ([] if shut_down_here else [(0, "its coordination service no longer answers")])

@@ -65,7 +65,8 @@ class PeerWatch:
     which hosts it, is gone), ends this process: one line naming the lost process and where the
     loop was (`position`, kept current by the loop), exit code 4. It exits from the watching
     thread (`os._exit`), since the main thread may be waiting in a collective that will never
-    complete. A process that ends normally marks itself done (`finish`) and is not reported."""
+    complete. A process that ends normally marks itself done (`finish`) and is not reported; nor
+    is the store's silence once this process has shut its own client down."""
 
     EXIT_CODE = 4
 
@@ -92,7 +93,7 @@ class PeerWatch:
                 self.client.key_value_increment(f"ares/alive/{self.me}", 1)
                 values = dict(self.client.key_value_dir_get("ares/"))
             except Exception:  # noqa: BLE001 - any failure of the store: its host, process 0, is gone
-                if self._stopped.is_set() or 0 in done:
+                if self._stopped.is_set() or 0 in done or self._shut_down_here():
                     return
                 self._lost(0, "its coordination service no longer answers")
                 return
@@ -109,6 +110,19 @@ class PeerWatch:
                 elif now - since > self.timeout_s:
                     self._lost(process, f"no heartbeat for {now - since:.0f} s")
                     return
+
+    def _shut_down_here(self) -> bool:
+        """This process shut its own client down (`jax.distributed.shutdown`, which JAX also runs at
+        exit): the store's silence is then no loss. A shutdown under way (the client disconnects
+        before JAX forgets it) is given `interval_s` to finish."""
+        from jax._src import distributed
+
+        deadline = time.monotonic() + self.interval_s
+        while distributed.global_state.client is self.client:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def _lost(self, process: int, why: str) -> None:
         if self._stopped.is_set():
