@@ -155,14 +155,13 @@ def files_of(item: str, split: str) -> tuple[Path, Path]:
     return path_b, path_a
 
 
-def rows_on(path: Path, problems: dict, split: str) -> dict[str, dict]:
-    """{id: row} of an evaluation or predict file whose problems are all of `split`."""
+def rows_on(path: Path, problems: dict, split: str, hint: str = "set --split") -> dict[str, dict]:
+    """{id: row} of an evaluation or predict file whose problems are all of `split`; a file with
+    others stops with its name and `hint`."""
     rows = {row["id"]: row for row in read_rows(path)}
     strangers = sorted(rows.keys() - problems.keys())
     if strangers:
-        raise SystemExit(
-            f"{path}: holds problems not of split {split} ({len(strangers)}, e.g. {strangers[0]}); set --split"
-        )
+        raise SystemExit(f"{path}: holds problems not of split {split} ({len(strangers)}, e.g. {strangers[0]}); {hint}")
     return rows
 
 

@@ -21,10 +21,9 @@ import argparse
 import json
 from pathlib import Path
 
-from judgements import TARGET, judge_against, table_cells
+from judgements import TARGET, judge_against, rows_on, table_cells
 from plot_why import report_of
 from rl_only_table import arm_of
-from steps_table import rationales
 
 from ares_jax.config import EARLIER_BEHAVIOUR, gold_count, load_config_args
 from ares_jax.data.load import load_split
@@ -54,6 +53,19 @@ def groups_of(workdir: Path, problems: dict) -> dict[str, set[str]]:
     }
 
 
+def training_rationales(path: Path, problems: dict) -> dict[str, str]:
+    """{id: rationale} of a predict file on the whole training split (`problems`); a file of
+    another split, or of part of this one, stops with its name."""
+    hint = "predict with split=train, and give the runs' data settings as key=value"
+    rows = rows_on(path, problems, "train", hint)
+    missing = sorted(problems.keys() - rows.keys())
+    if missing:
+        raise SystemExit(
+            f"{path}: lacks {len(missing)} of the {len(problems)} training problems (e.g. {missing[0]}); {hint}"
+        )
+    return {i: row["rationale"] for i, row in rows.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--arm", nargs="+", action="append", required=True, help="NAME=RUN:MODEL.jsonl:BASE.jsonl ...")
@@ -72,7 +84,7 @@ def main(argv=None):
         points = {group: [] for group in GROUPS}
         for triple in triples:
             run, model_file, base_file = triple.split(":")
-            rows_a, rows_b = rationales(Path(model_file)), rationales(Path(base_file))
+            rows_a, rows_b = (training_rationales(Path(path), problems) for path in (model_file, base_file))
             for group, ids in groups_of(Path(run), problems).items():
                 a, b = {i: rows_a[i] for i in ids}, {i: rows_b[i] for i in ids}
                 shares, group_points = judge_against(teacher, problems, a, b)

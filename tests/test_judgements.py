@@ -185,3 +185,24 @@ def test_groups_of_the_training_problems(tmp_path):
     # a report from before the gold share: every training problem had its gold rationale
     (tmp_path / "report.json").write_text(json.dumps({"config": {"data": {"source": "shapes", "shapes": {}}}}))
     assert groups_of(tmp_path, problems)["gold"] == set(problems)
+
+
+def test_judgements_seen_takes_whole_training_files_only(tmp_path, cases):
+    """A file of another split, or one lacking training problems, stops with its name (it was a
+    KeyError on the first missing id)."""
+    from judgements_seen import training_rationales
+
+    by_id, texts = cases
+    path = tmp_path / "model_train.jsonl"
+    rows = [{"id": i, "rationale": texts[i]["right"]} for i in by_id]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    assert training_rationales(path, by_id) == {i: texts[i]["right"] for i in by_id}
+    with pytest.raises(
+        SystemExit, match=rf"model_train\.jsonl: lacks 1 of the {len(by_id) + 1} training problems \(e\.g\. zz\)"
+    ):
+        training_rationales(path, by_id | {"zz": None})
+    path.write_text("\n".join(json.dumps(row) for row in rows + [{"id": "shapes-val-3", "rationale": "x"}]))
+    with pytest.raises(
+        SystemExit, match=r"holds problems not of split train \(1, e\.g\. shapes-val-3\); predict with split=train"
+    ):
+        training_rationales(path, by_id)
