@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-from paired_arms import paired_difference  # noqa: E402
+from paired_arms import paired_defect_difference, paired_difference  # noqa: E402
 
 
 def test_paired_difference_pairs_by_problem_id_not_by_position():
@@ -33,3 +33,21 @@ def test_paired_difference_refuses_different_problems():
     rows = [{"id": "p1", "answer": 0}]
     with pytest.raises(SystemExit, match="different problems"):
         paired_difference(rows, [{"id": "p2", "answer": 0}], {"p1": 0, "p2": 0})
+
+
+def test_paired_defect_difference_by_hand():
+    """Repeated sentences and unfinished endings per rationale, A minus B, paired by problem id."""
+    rows_a = [
+        {"id": "p1", "rationale": "Cell A1 is red. Cell A1 is red. Thus, the answer is (A)."},  # a repeat
+        {"id": "p2", "rationale": "Cell B2 is blue. Thus, the answer is (B)."},
+        {"id": "p3", "rationale": "Cell C3 is"},  # unfinished
+    ]
+    rows_b = [
+        {"id": "p3", "rationale": "Cell C3 is green. Cell C3 is green."},
+        {"id": "p2", "rationale": "Cell B2 is blue. Thus, the answer is (B)."},
+        {"id": "p1", "rationale": "Cell A1 is red. Thus, the answer is (A)."},
+    ]
+    np.testing.assert_array_equal(paired_defect_difference(rows_a, rows_b, "repeated_sentence"), [1, 0, -1])
+    np.testing.assert_array_equal(paired_defect_difference(rows_a, rows_b, "unfinished"), [0, 0, 1])
+    with pytest.raises(SystemExit, match="different problems"):
+        paired_defect_difference(rows_a, rows_b[:2], "unfinished")
