@@ -45,7 +45,7 @@ from wins_without_openings import without_openings
 
 from ares_jax.config import load_config_args
 from ares_jax.data.load import load_split
-from ares_jax.eval.metrics import mean_with_ci95
+from ares_jax.eval.metrics import correctness_difference, mean_with_ci95
 from ares_jax.teacher.rule import RuleTeacher
 
 OUTCOMES = (
@@ -122,10 +122,9 @@ def needed_for(target: float, shares: dict[str, float]) -> float:
 
 def accuracy_change(problems: dict, rows_a: dict, rows_b: dict) -> float:
     """A's answer accuracy minus B's (a fraction) on the problems both hold (`rows_on`'s rows)."""
-    both = rows_a.keys() & rows_b.keys()
-    right_a = sum(rows_a[i]["answer"] == problems[i].answer for i in both)
-    right_b = sum(rows_b[i]["answer"] == problems[i].answer for i in both)
-    return (right_a - right_b) / len(both)
+    both = sorted(rows_a.keys() & rows_b.keys())
+    answers_a, answers_b = ([rows[i]["answer"] for i in both] for rows in (rows_a, rows_b))
+    return float(correctness_difference(answers_a, answers_b, [problems[i].answer for i in both]).mean())
 
 
 def first_and_last(workdir: Path, split: str) -> tuple[Path, Path]:
