@@ -313,6 +313,9 @@ class RLConfig:
             )
 
 
+CORRECTION_POOLS = ("all", "answer_only")  # correction.pool
+
+
 @dataclasses.dataclass(frozen=True)
 class CorrectionConfig(SFTConfig):
     """After each RL round: the RL-tuned model writes rationales for `questions` training
@@ -321,6 +324,9 @@ class CorrectionConfig(SFTConfig):
     rationales of `gold_questions` other draws of training questions (0: corrections only)."""
 
     questions: int = 2000  # half the built-in task's training questions, most of its answer-only ones
+    # which training questions are corrected: any ("all"), or only those without a gold rationale
+    # the SFT stages learn ("answer_only": where the Teacher knows what the gold data lacks)
+    pool: str = "all"
     gold_questions: int = 0
     steps: int = 400  # 6.4 epochs of 2,000 corrections at batch 32
     learning_rate: float = 1e-3
@@ -329,6 +335,8 @@ class CorrectionConfig(SFTConfig):
     def __post_init__(self):
         super().__post_init__()
         _positive(self, "questions")
+        if self.pool not in CORRECTION_POOLS:
+            raise _FieldError(f"pool must be one of {CORRECTION_POOLS}, got {self.pool!r}")
         if self.gold_questions < 0:
             raise _FieldError(f"gold_questions must be 0 or more, got {self.gold_questions}")
 

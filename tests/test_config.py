@@ -92,6 +92,7 @@ def test_defaults_yaml_then_overrides(tmp_path):
         ("answer.lora.dropout=1", "answer.lora.dropout must be in [0, 1)"),
         ("correction.questions=0", "correction.questions must be positive"),
         ("correction.gold_questions=-1", "correction.gold_questions must be 0 or more, got -1"),
+        ("correction.pool=gold", "correction.pool must be one of ('all', 'answer_only'), got 'gold'"),
         ("distributed.lost_process_timeout_s=0", "distributed.lost_process_timeout_s must be positive"),
         ("checkpoint.keep=0", "checkpoint.keep must be positive"),
         ("data.source=scienceqa", "data.path must name the scienceqa data"),

@@ -190,8 +190,10 @@ def _correction_settings_lines(config: dict) -> list[str]:
     correction = config["correction"]
     gold = correction.get("gold_questions", 0)
     mixed = f" mixed with {gold} gold rationales" if gold else ""
+    # absent from the reports of older versions, which corrected any training question
+    of = " of answer-only questions" if correction.get("pool", "all") == "answer_only" else ""
     return [
-        f"Correction SFT: the Teacher's corrections of {correction['questions']} rationales{mixed}, "
+        f"Correction SFT: the Teacher's corrections of {correction['questions']} rationales{of}{mixed}, "
         f"{correction['steps']} steps at learning rate {correction['learning_rate']}.",
         "",
     ]

@@ -33,7 +33,7 @@ from ares_jax.models.lora import lora_labels
 from ares_jax.parallel import put_batch
 from ares_jax.profiling import StepWindow
 from ares_jax.rl import AdaptiveKLController
-from ares_jax.sft.curriculum import first_stage_problems
+from ares_jax.sft.curriculum import first_stage_problems, gold_problems
 from ares_jax.teacher.base import run_batch
 from ares_jax.text.fluency import drop_repeated_sentences
 from ares_jax.train_state import TrainState, set_hyperparams
@@ -264,6 +264,22 @@ def rl_question_pool(train: Sequence[Problem], config: Config) -> Sequence[Probl
     return train[:count] if count else train
 
 
+def correction_pool(train: Sequence[Problem], config: Config) -> Sequence[Problem]:
+    """The training problems the Teacher's corrections are drawn from: all of them, or with
+    `correction.pool=answer_only` those whose gold rationale the SFT stages do not learn. A
+    ConfigError naming the keys when that leaves none."""
+    if config.correction.pool == "all":
+        return train
+    answer_only = train[len(gold_problems(train, config.data)) :]
+    if not answer_only:
+        raise ConfigError(
+            f"correction.pool=answer_only: every one of the {len(train)} training problems has a gold "
+            "rationale the SFT stages learn; set data.gold_rationales (or data.shapes.gold_share) below "
+            "the training split's size, or correction.pool=all"
+        )
+    return answer_only
+
+
 def _questions(run: Run, count: int, *salt: int, pool=None):
     """`count` problems of `pool` (default: every training problem) in an order drawn from the seed
     and `salt` (wrapping around)."""
@@ -433,7 +449,8 @@ def _checkpoint_due(batch: int, steps_per_batch: int, every_steps: int) -> bool:
 def correction(run: Run, state: RunState, round_index: int) -> None:
     """ARES stage 2, part 1: the RL-tuned model writes rationales for training questions, exact
     repeated sentences are removed, and the Teacher corrects them (`corrections/round_<r>.json`)."""
-    problems = _questions(run, run.config.correction.questions, round_index, 1)
+    pool = correction_pool(run.train, run.config)
+    problems = _questions(run, run.config.correction.questions, round_index, 1, pool=pool)
     written = write_rationales(
         run.policy_model,
         state.models.policy,
