@@ -323,7 +323,7 @@ class CorrectionConfig(SFTConfig):
     is fine-tuned on the corrections (the SFT settings inherited here), mixed with the gold
     rationales of `gold_questions` other draws of training questions (0: corrections only)."""
 
-    questions: int = 2000  # half the built-in task's training questions, most of its answer-only ones
+    questions: int = 2000  # half the built-in task's training questions (about half its answer-only ones)
     # which training questions are corrected: any ("all"), or only those without a gold rationale
     # the SFT stages learn ("answer_only": where the Teacher knows what the gold data lacks)
     pool: str = "all"

@@ -25,20 +25,24 @@ def test_the_pool_is_every_training_problem_or_those_without_a_gold_rationale():
         phases.correction_pool(TRAIN, every_gold)
 
 
-def test_an_ares_run_corrects_only_answer_only_questions(tmp_path):
+def test_an_ares_run_corrects_only_answer_only_questions(tmp_path, capsys):
     args = [
         f"workdir={tmp_path}",
         *TINY_SHAPES_RUN,
         "rationale.steps=6",
         "data.gold_rationales=40",
         "correction.pool=answer_only",
-        "correction.questions=24",  # exactly the 24 answer-only questions, each once
+        "correction.questions=30",  # the 24 answer-only questions, 6 of them twice
     ]
     assert main(args) == 0
-    corrected = json.loads((tmp_path / "corrections" / "round_1.json").read_text())
-    assert sorted(row["id"] for row in corrected) == sorted(p.id for p in TRAIN[40:])
+    assert (
+        "note: correction.questions=30 is more than the 24 questions of correction.pool=answer_only: "
+        "some are corrected more than once a round"
+    ) in capsys.readouterr().out
+    corrected = [row["id"] for row in json.loads((tmp_path / "corrections" / "round_1.json").read_text())]
+    assert len(corrected) == 30 and set(corrected) == {p.id for p in TRAIN[40:]}
     markdown = (tmp_path / "report.md").read_text()
-    assert "Correction SFT: the Teacher's corrections of 24 rationales of answer-only questions, 4 steps" in markdown
+    assert "Correction SFT: the Teacher's corrections of 30 rationales of answer-only questions, 4 steps" in markdown
 
 
 def test_no_answer_only_question_stops_at_start_up(tmp_path, capsys):

@@ -115,7 +115,13 @@ def setup(config: Config, log: Log, stop: StopSignals, phase_names: list[str]) -
     # too few training problems for data.gold_rationales, or a curriculum without its problems, stops here
     first_stage_problems(gold_problems(train, config.data), config.rationale)
     phases.rl_question_pool(train, config)  # and so does one too short for rl.question_pool
-    phases.correction_pool(train, config)  # or correction.pool=answer_only with no answer-only problem
+    correction_pool = phases.correction_pool(train, config)  # or correction.pool=answer_only and none
+    if config.method == "ares" and config.rounds and config.correction.questions > len(correction_pool):
+        log(
+            f"note: correction.questions={config.correction.questions} is more than the {len(correction_pool)} "
+            f"questions of correction.pool={config.correction.pool}: some are corrected more than once a round, "
+            "from the same greedy rationale"
+        )
     if config.rl.keep_best and config.rounds and config.method != "sft_more":
         if not val:
             raise ConfigError("rl.keep_best selects on the validation split, and data.val_split is ''")
