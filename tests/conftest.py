@@ -56,6 +56,17 @@ TINY_SHAPES_RUN = [
 ]
 
 
+def stopped_at_start_up(tmp_path, capsys, *settings: str) -> str:
+    """A tiny ARES run with `settings` that must stop at start-up with a bad configuration (exit 2)
+    before writing a checkpoint; returns what it wrote to stderr."""
+    from ares_jax.main import main
+
+    args = [f"workdir={tmp_path / 'run'}", *TINY_SHAPES_RUN, "rationale.steps=6", *settings]
+    assert main(args) == 2
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    return capsys.readouterr().err
+
+
 @pytest.fixture
 def sft_rows_seen(monkeypatch):
     """Filled as a run in the test trains: per SFT step, how many examples its batch was drawn from."""

@@ -4,7 +4,7 @@ the SFT stages do not learn; the start-up error when there are none."""
 import json
 
 import pytest
-from conftest import TINY_SHAPES_RUN
+from conftest import TINY_SHAPES_RUN, stopped_at_start_up
 
 from ares_jax.config import ConfigError, load_config
 from ares_jax.data.shapes import ShapesTaskConfig, make_split
@@ -46,8 +46,5 @@ def test_an_ares_run_corrects_only_answer_only_questions(tmp_path, capsys):
 
 
 def test_no_answer_only_question_stops_at_start_up(tmp_path, capsys):
-    args = [f"workdir={tmp_path / 'run'}", *TINY_SHAPES_RUN, "rationale.steps=6", "correction.pool=answer_only"]
-    assert main(args) == 2
-    err = capsys.readouterr().err
+    err = stopped_at_start_up(tmp_path, capsys, "correction.pool=answer_only")
     assert "bad configuration: correction.pool=answer_only: every one of the 64 training problems has a gold" in err
-    assert not (tmp_path / "run" / "checkpoints").exists()

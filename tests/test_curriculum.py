@@ -7,7 +7,7 @@ import json
 from collections import Counter
 
 import pytest
-from conftest import TINY_SHAPES_RUN
+from conftest import TINY_SHAPES_RUN, stopped_at_start_up
 
 from ares_jax.config import ConfigError, DataConfig, RationaleConfig
 from ares_jax.data.shapes import ShapesTaskConfig, make_split
@@ -60,11 +60,8 @@ def test_the_built_in_task_keeps_gold_rationales_for_its_share_of_the_training_s
 
 
 def test_more_gold_rationales_than_training_problems_stops_at_start_up(tmp_path, capsys):
-    args = [f"workdir={tmp_path / 'run'}", *TINY_SHAPES_RUN, "rationale.steps=6", "data.gold_rationales=65"]
-    assert main(args) == 2
-    err = capsys.readouterr().err
+    err = stopped_at_start_up(tmp_path, capsys, "data.gold_rationales=65")
     assert "bad configuration: data.gold_rationales=65: the training split (train) has only 64 problems" in err
-    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_sft_learns_the_gold_problems_and_the_teacher_corrects_any(tmp_path, sft_rows_seen):

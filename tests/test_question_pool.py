@@ -5,7 +5,7 @@ training split is shorter than the pool."""
 import json
 
 import numpy as np
-from conftest import TINY_SHAPES_RUN
+from conftest import TINY_SHAPES_RUN, stopped_at_start_up
 
 from ares_jax.data.shapes import ShapesTaskConfig, make_split
 from ares_jax.loop import phases
@@ -62,8 +62,5 @@ def test_rl_asks_only_the_pool_and_measures_its_own_questions(tmp_path, monkeypa
 
 
 def test_a_pool_larger_than_the_training_split_stops_at_start_up(tmp_path, capsys):
-    args = [f"workdir={tmp_path / 'run'}", *TINY_SHAPES_RUN, "rationale.steps=6", "rl.question_pool=65"]
-    assert main(args) == 2
-    err = capsys.readouterr().err
+    err = stopped_at_start_up(tmp_path, capsys, "rl.question_pool=65")
     assert "bad configuration: rl.question_pool=65: the training split (train) has only 64 problems" in err
-    assert not (tmp_path / "run" / "checkpoints").exists()
